@@ -1,0 +1,137 @@
+"""Collection layout: one collection per model version, behind one alias that queries read.
+
+Fields: application primary key ``product_id`` (guarantee 3), ``version`` and ``deleted`` for the
+version guard, one FLOAT_VECTOR field per embedding, the hot filters (category, article type,
+colour, gender, usage, season, brand, price, in_stock) as scalar fields — an equality filter on a
+VARCHAR is ~50x faster in Milvus Lite than JSON or ARRAY_CONTAINS — and the rest of the attributes
+(merchant and model values, each with its source) in a JSON field.
+
+Convention: vectors are L2-normalised and compared by COSINE; larger score = more similar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streams.codecs import IndexRecord
+from streams.schema import HOT_ATTRIBUTES
+
+VECTOR_FIELDS = ("image_vec", "colour_vec", "text_vec")
+SCALAR_OUTPUT = (
+    "product_id", "version", "title", "brand", "price", "currency", "in_stock", "category",
+    "article_type", "colour", "gender", "usage", "season", "image_uri", "event_time", "model_version",
+)
+_VARCHAR = {
+    "title": 512, "description": 8192, "brand": 128, "currency": 8, "image_uri": 2048, "model_version": 256,
+    **{name: 64 for name in HOT_ATTRIBUTES},
+}
+
+#: Index parameters per index type; HNSW is the default (good recall at low latency, no training).
+DEFAULT_INDEX_PARAMS: dict[str, dict[str, Any]] = {
+    "HNSW": {"M": 16, "efConstruction": 200},
+    "IVF_FLAT": {"nlist": 1024},
+    "FLAT": {},
+}
+DEFAULT_SEARCH_PARAMS: dict[str, dict[str, Any]] = {"HNSW": {"ef": 128}, "IVF_FLAT": {"nprobe": 32}, "FLAT": {}}
+
+
+def normalise_value(value: Any) -> str:
+    """Canonical form of a filterable attribute value: stripped, lower case (``"Navy Blue" -> "navy blue"``)."""
+    return str(value).strip().lower()
+
+
+@dataclass(frozen=True)
+class IndexLayout:
+    """Everything that fixes a collection's shape: the model version and the vector dimensions."""
+
+    model_version: str
+    dims: dict[str, int]  # vector field -> dimension, e.g. {"image_vec": 1280, "colour_vec": 64, "text_vec": 384}
+    alias: str = "vitrine_products"
+    index_type: str = "HNSW"
+    index_params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def collection(self) -> str:
+        digest = hashlib.sha1(f"{self.model_version}|{sorted(self.dims.items())}".encode()).hexdigest()[:12]
+        return f"{self.alias}_{digest}"
+
+    def build_schema(self, client: Any) -> tuple[Any, Any]:
+        from pymilvus import DataType
+
+        s = client.create_schema(auto_id=False, enable_dynamic_field=False, description=self.model_version)
+        s.add_field("product_id", DataType.VARCHAR, is_primary=True, max_length=128)
+        s.add_field("version", DataType.INT64)
+        s.add_field("deleted", DataType.BOOL)
+        s.add_field("event_time", DataType.DOUBLE)
+        s.add_field("indexed_at", DataType.DOUBLE)
+        s.add_field("price", DataType.DOUBLE)
+        s.add_field("in_stock", DataType.BOOL)
+        for name, length in _VARCHAR.items():
+            s.add_field(name, DataType.VARCHAR, max_length=length)
+        s.add_field("attributes", DataType.JSON)
+        for name, dim in self.dims.items():
+            s.add_field(name, DataType.FLOAT_VECTOR, dim=dim)
+        idx = client.prepare_index_params()
+        params = self.index_params or DEFAULT_INDEX_PARAMS.get(self.index_type, {})
+        for name in self.dims:
+            idx.add_index(name, index_type=self.index_type, metric_type="COSINE", params=params)
+        return s, idx
+
+    def search_params(self) -> dict[str, Any]:
+        return {"metric_type": "COSINE", "params": DEFAULT_SEARCH_PARAMS.get(self.index_type, {})}
+
+    # ------------------------------------------------------------------ rows
+
+    def full_row(self, rec: IndexRecord) -> dict[str, Any]:
+        """A complete row for an upsert, or a tombstone row for a delete of a never-indexed product."""
+        f = rec.fields
+        row: dict[str, Any] = {
+            "product_id": rec.product_id,
+            "version": rec.version,
+            "deleted": rec.op == "delete",
+            "event_time": rec.occurred_at,
+            "indexed_at": time.time(),
+            "price": float(f.get("price", 0.0)),
+            "in_stock": bool(f.get("in_stock", False)),
+            "attributes": f.get("attributes", {}),
+            "model_version": self.model_version,
+        }
+        for name, length in _VARCHAR.items():
+            if name != "model_version":
+                row[name] = str(f.get(name, ""))[:length]
+        for name, dim in self.dims.items():
+            vec = rec.vectors.get(name)
+            if vec is None or vec.shape != (dim,):
+                if rec.op == "upsert":
+                    raise ValueError(f"{rec.product_id}: vector {name} missing or not ({dim},)")
+                vec = _placeholder(rec.product_id, dim)
+            row[name] = vec.astype(np.float32).tolist()
+        return row
+
+    @staticmethod
+    def scalar_update(rec: IndexRecord) -> dict[str, Any]:
+        """The fields a patch or delete changes; vectors are never part of it."""
+        update: dict[str, Any] = {"version": rec.version, "event_time": rec.occurred_at, "indexed_at": time.time()}
+        if rec.op == "delete":
+            update["deleted"] = True
+            return update
+        for name, value in rec.fields.items():
+            if name in ("price",):
+                update[name] = float(value)
+            elif name == "in_stock":
+                update[name] = bool(value)
+            elif name in _VARCHAR:
+                update[name] = str(value)[: _VARCHAR[name]]
+        return update
+
+
+def _placeholder(product_id: str, dim: int) -> np.ndarray:
+    """A unit vector derived from the product id: tombstones scatter instead of piling on one point."""
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha1(product_id.encode()).digest()[:8], "little"))
+    v = rng.standard_normal(dim).astype(np.float32)
+    return v / np.linalg.norm(v)

@@ -1,0 +1,169 @@
+"""``ProductIndex``: the version-guarded writer and the filtered search over one Milvus collection.
+
+Write path (guarantee 1 and 2): ``apply(records)`` reads the versions Milvus holds for the batch's
+products, folds the batch with ``plan_writes``, and writes full rows with ``upsert`` and patches and
+deletes with partial ``upsert`` (vectors untouched). It returns only after Milvus acknowledged
+every write, so the caller may then commit the offsets the batch covers. A crash before that
+leaves the offsets uncommitted: the batch is consumed again and the guard makes the replay a no-op
+for what was already written.
+
+Reads use Strong consistency, so a query sees every write acknowledged before it (real Milvus's
+default Bounded consistency hides fresh upserts for ~0.5 s).
+
+Known limit: the read-then-write of the guard is not atomic across writers. Kafka gives one writer
+per partition, and a product lives on one partition, so two writers race only during a rebalance;
+the next event of that product repairs the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streams.codecs import IndexRecord
+from streams.schema import Filters
+
+from indexer.exceptions import IndexUnavailable, ModelMismatch
+from indexer.filters import build_filter, quote
+from indexer.guard import Held, Outcome, plan_writes
+from indexer.schema import SCALAR_OUTPUT, IndexLayout
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    product_id: str
+    score: float  # cosine similarity, larger = more similar
+    fields: dict[str, Any]
+
+
+class ProductIndex:
+    def __init__(self, uri: str, layout: IndexLayout, *, token: str = "", timeout: float = 10.0) -> None:
+        self._uri = uri
+        self._token = token
+        self._timeout = timeout
+        self.layout = layout
+        self._client: Any = None
+        self.collection = layout.collection
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, *, create: bool = True, via_alias: bool = False) -> ProductIndex:
+        """Connect; create this model version's collection (and the alias, if none yet) when ``create``.
+
+        With ``via_alias`` the index reads through the alias and checks that the collection behind it
+        was built by this model version (``ModelMismatch`` otherwise).
+        """
+        from pymilvus import MilvusClient
+
+        try:
+            self._client = MilvusClient(uri=self._uri, token=self._token, timeout=self._timeout)
+            c = self._client
+            if create and not c.has_collection(self.collection):
+                schema, index = self.layout.build_schema(c)
+                c.create_collection(self.collection, schema=schema, index_params=index, consistency_level="Strong")
+            if create and self.layout.alias not in c.list_aliases(collection_name=self.collection).get("aliases", []):
+                try:
+                    c.describe_alias(self.layout.alias)
+                except Exception:  # no alias yet: the first model version becomes live
+                    c.create_alias(self.collection, self.layout.alias)
+            if via_alias:
+                target = c.describe_alias(self.layout.alias)["collection_name"]
+                built_by = c.describe_collection(target).get("description", "")
+                if built_by != self.layout.model_version:
+                    raise ModelMismatch(
+                        f"alias {self.layout.alias} points at {target}, built by {built_by!r}; "
+                        f"this worker embeds with {self.layout.model_version!r}"
+                    )
+                self.collection = target
+            c.load_collection(self.collection)
+        except (ModelMismatch, IndexUnavailable):
+            raise
+        except Exception as exc:
+            raise IndexUnavailable(f"Milvus at {self._uri}: {exc}") from exc
+        return self
+
+    def _c(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("ProductIndex: call start() first")
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # ------------------------------------------------------------------ writes
+
+    def held(self, product_ids: Sequence[str]) -> dict[str, Held]:
+        if not product_ids:
+            return {}
+        expr = f"product_id in [{', '.join(quote(p) for p in set(product_ids))}]"
+        rows = self._call("query", self.collection, filter=expr, output_fields=["version", "deleted"])
+        return {r["product_id"]: Held(int(r["version"]), bool(r["deleted"])) for r in rows}
+
+    def apply(self, records: Sequence[IndexRecord]) -> list[Outcome]:
+        """Write a batch under the version guard; return one outcome per record (see ``indexer.guard``)."""
+        held = self.held([r.product_id for r in records])
+        plan = plan_writes(records, held, self.layout.full_row, self.layout.scalar_update)
+        if plan.full_rows:
+            self._call("upsert", self.collection, list(plan.full_rows.values()))
+        by_keys: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for row in plan.partial_rows.values():
+            by_keys.setdefault(frozenset(row), []).append(row)
+        for rows in by_keys.values():
+            self._call("upsert", self.collection, rows, partial_update=True)
+        return plan.outcomes
+
+    def flush(self) -> None:
+        """Seal fresh segments so they are searched through the index rather than by brute force."""
+        self._call("flush", self.collection)
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._c(), method)(*args, **kwargs)
+        except Exception as exc:
+            raise IndexUnavailable(f"Milvus {method} failed: {exc}"[:500]) from exc
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, product_id: str, *, with_vectors: bool = False) -> dict[str, Any] | None:
+        fields = [*SCALAR_OUTPUT, "deleted", "attributes", "indexed_at", "description"]
+        if with_vectors:
+            fields += list(self.layout.dims)
+        rows = self._call("get", self.collection, ids=[product_id], output_fields=fields)
+        return dict(rows[0]) if rows else None
+
+    def search(
+        self, vector: np.ndarray, field: str, filters: Filters, k: int, *, exclude_ids: tuple[str, ...] = (),
+    ) -> list[SearchHit]:
+        expr = build_filter(filters, exclude_ids=exclude_ids)
+        res = self._call(
+            "search", self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()], anns_field=field,
+            filter=expr, limit=k, output_fields=list(SCALAR_OUTPUT), search_params=self.layout.search_params(),
+        )
+        return [SearchHit(h["id"], float(h["distance"]), dict(h["entity"])) for h in res[0]]
+
+    def search_multi(
+        self, vectors: dict[str, np.ndarray], weights: dict[str, float], filters: Filters, k: int,
+    ) -> list[SearchHit]:
+        """Weighted fusion of several vector fields (e.g. a photo plus a text modifier)."""
+        from pymilvus import AnnSearchRequest, WeightedRanker
+
+        expr = build_filter(filters)
+        names = list(vectors)
+        reqs = [
+            AnnSearchRequest([np.asarray(vectors[n], dtype=np.float32).tolist()], n,
+                             self.layout.search_params(), limit=max(k * 4, 50), expr=expr)
+            for n in names
+        ]
+        res = self._call("hybrid_search", self.collection, reqs, WeightedRanker(*[weights[n] for n in names]),
+                         limit=k, output_fields=list(SCALAR_OUTPUT))
+        return [SearchHit(h["id"], float(h["distance"]), dict(h["entity"])) for h in res[0]]
+
+    def count(self, *, include_deleted: bool = False) -> int:
+        expr = "" if include_deleted else "deleted == false"
+        res = self._call("query", self.collection, filter=expr, output_fields=["count(*)"])
+        return int(res[0]["count(*)"])
