@@ -71,11 +71,10 @@ class ProductIndex:
                     c.create_alias(self.collection, self.layout.alias)
             if via_alias:
                 target = c.describe_alias(self.layout.alias)["collection_name"]
-                built_by = c.describe_collection(target).get("description", "")
-                if built_by != self.layout.model_version:
+                if target != self.collection:  # the name is a digest of the model version and dimensions
                     raise ModelMismatch(
-                        f"alias {self.layout.alias} points at {target}, built by {built_by!r}; "
-                        f"this worker embeds with {self.layout.model_version!r}"
+                        f"alias {self.layout.alias} points at {target}, built by another model version; "
+                        f"this worker embeds with {self.layout.model_version!r} (collection {self.collection})"
                     )
                 self.collection = target
             c.load_collection(self.collection)
@@ -144,7 +143,7 @@ class ProductIndex:
             "search", self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()], anns_field=field,
             filter=expr, limit=k, output_fields=list(SCALAR_OUTPUT), search_params=self.layout.search_params(),
         )
-        return [SearchHit(h["id"], float(h["distance"]), dict(h["entity"])) for h in res[0]]
+        return [SearchHit(str(h.get("id", h.get("product_id"))), float(h["distance"]), dict(h["entity"])) for h in res[0]]
 
     def search_multi(
         self, vectors: dict[str, np.ndarray], weights: dict[str, float], filters: Filters, k: int,
@@ -161,7 +160,7 @@ class ProductIndex:
         ]
         res = self._call("hybrid_search", self.collection, reqs, WeightedRanker(*[weights[n] for n in names]),
                          limit=k, output_fields=list(SCALAR_OUTPUT))
-        return [SearchHit(h["id"], float(h["distance"]), dict(h["entity"])) for h in res[0]]
+        return [SearchHit(str(h.get("id", h.get("product_id"))), float(h["distance"]), dict(h["entity"])) for h in res[0]]
 
     def count(self, *, include_deleted: bool = False) -> int:
         expr = "" if include_deleted else "deleted == false"

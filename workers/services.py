@@ -62,6 +62,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 KAFKA_DIR = REPO_ROOT / "infra" / "kafka"
 KAFKA_LIBS_DIR = KAFKA_DIR / "libs"
 KAFKA_LOG4J_CONFIG = KAFKA_DIR / "log4j2.yaml"
+MINIO_BINARY = REPO_ROOT / "infra" / "minio" / "bin" / "minio"
 
 LOOPBACK = "127.0.0.1"
 _PORT_RANGE = (10000, 32767)
@@ -530,7 +531,10 @@ def start_milvus_lite(data_dir: Path, port: int | None = None, timeout: float = 
 
 
 def find_minio_binary() -> Path | None:
-    """A MinIO server binary: ``minio`` on PATH, else in ``$(go env GOPATH)/bin`` or ``~/go/bin``; None if absent."""
+    """A MinIO server binary, or None: ``infra/minio/bin/minio`` (built by ``infra/minio/build.sh``),
+    else ``minio`` on PATH, else ``$(go env GOPATH)/bin/minio`` or ``~/go/bin/minio``."""
+    if os.access(MINIO_BINARY, os.X_OK):
+        return MINIO_BINARY
     found = shutil.which("minio")
     if found:
         return Path(found)

@@ -7,8 +7,8 @@ Contract (architecture guarantee 5, "no input can crash a worker or exhaust its 
     more than ``max_pixels`` pixels is refused with ``"too_many_pixels"``, so a 50 kB PNG that
     claims 50000x50000 never allocates 7.5 GB. Pillow's own ``DecompressionBombError`` (raised
     at ``open`` above 2x ``Image.MAX_IMAGE_PIXELS``) maps to the same reason.
-  - Only raster formats with in-process decoders are opened (JPEG, PNG, GIF, WebP, BMP, TIFF,
-    MPO). Pillow's EPS plugin would start Ghostscript on attacker bytes, so it is never tried.
+  - Only raster formats with in-process decoders are opened (JPEG incl. MPO, PNG, GIF, WebP,
+    BMP, TIFF). Pillow's EPS plugin would start Ghostscript on attacker bytes, so it is never tried.
   - Accepted inputs come out upright and in sRGB-ish 8-bit RGB: EXIF orientation applied,
     CMYK / palette / greyscale converted, 16-bit greyscale scaled to 8 bits (not clipped),
     alpha composited on white (the catalogue background), animated images give their first
@@ -33,7 +33,8 @@ from workers.vision.exceptions import ImageDecodeError
 
 __all__ = ["ALLOWED_FORMATS", "decode_image"]
 
-ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+# MPO (multi-picture JPEG) is opened by the JPEG plugin, so it needs no entry of its own.
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _WHITE = (255, 255, 255)

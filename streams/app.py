@@ -1,0 +1,53 @@
+"""The Faust app factory: one place that fixes how every vitrine worker talks to Kafka.
+
+Nothing is created at import (no app singleton); each worker process calls ``make_app`` with its
+settings. Offsets are committed by Faust only for acknowledged events, and vitrine's agents
+acknowledge an event only after the write that covers it was acknowledged downstream, so a crash
+at any point replays what was not finished (at-least-once; ARCHITECTURE.md guarantee 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def make_app(
+    app_id: str,
+    bootstrap: str,
+    *,
+    web_host: str = "127.0.0.1",
+    web_port: int = 6066,
+    data_dir: Path = Path(".vitrine"),
+    partitions: int = 4,
+    session_timeout_s: float = 10.0,
+    credentials: Any = None,
+    commit_interval_s: float = 0.5,
+) -> Any:
+    import faust
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        app_id,
+        broker=[f"kafka://{b.strip()}" for b in bootstrap.split(",")],
+        broker_credentials=credentials,
+        store="memory://",
+        datadir=str(data_dir / app_id),
+        web_enabled=True,
+        web_bind=web_host,
+        web_host=web_host,
+        web_port=web_port,
+        topic_partitions=partitions,
+        topic_allow_declare=True,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=session_timeout_s,
+        broker_heartbeat_interval=max(session_timeout_s / 10, 0.5),
+        broker_commit_interval=commit_interval_s,
+        broker_rebalance_timeout=max(session_timeout_s * 2, 10),
+        stream_wait_empty=False,
+        producer_acks=-1,
+        web_in_thread=False,
+        value_serializer="raw",
+        key_serializer="raw",
+    )

@@ -1,0 +1,253 @@
+"""The three Faust apps: thin agents that decode, call the plain code, write, and acknowledge.
+
+- ``vitrine-ingest``: ``catalog.events`` -> ``IngestPipeline`` -> ``index.enriched`` / ``catalog.dlq``
+- ``vitrine-index``: ``index.enriched`` -> ``IndexWriter`` -> Milvus / ``catalog.dlq``
+- ``vitrine-query``: ``search.requests`` -> ``QueryService`` -> ``search.responses``; ``POST /search``
+
+Every app serves ``GET /metrics`` (Prometheus) and ``GET /healthz`` on ``http_host:http_port``.
+Agents read with ``noack()`` and acknowledge each event themselves once its output was
+acknowledged downstream (see the module docstrings of ``workers.ingest`` and ``workers.index_writer``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from indexer.exceptions import IndexUnavailable
+from indexer.schema import IndexLayout
+from indexer.store import ProductIndex
+from streams.app import make_app
+from streams.codecs import SourceRef, dumps, encode_record
+from workers import metrics as m
+from workers.exceptions import DeadLetter
+from workers.fetch import FetchPolicy, ImageFetcher
+from workers.index_writer import IndexWriter, Item
+from workers.ingest import IngestPipeline, Work, admit, dead_letter_record
+from workers.query import QueryService
+from workers.settings import Settings
+
+log = logging.getLogger("vitrine")
+
+
+def _app(settings: Settings, name: str) -> Any:
+    app = make_app(
+        f"vitrine-{name}", settings.kafka_bootstrap, web_host=settings.http_host, web_port=settings.http_port,
+        data_dir=settings.data_dir, partitions=settings.partitions, session_timeout_s=settings.session_timeout_s,
+        credentials=_credentials(settings),
+    )
+    ready = {"ok": False}
+
+    @app.page("/metrics")
+    async def metrics(self: Any, request: Any) -> Any:
+        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+    @app.page("/healthz")
+    async def healthz(self: Any, request: Any) -> Any:
+        return self.json({"worker": name, "ready": ready["ok"]}, status=200 if ready["ok"] else 503)
+
+    app.vitrine_ready = ready
+    return app
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    import faust
+
+    password = settings.kafka_password.get_secret_value() if settings.kafka_password else ""
+    if settings.kafka_sasl_mechanism:
+        return faust.SASLCredentials(username=settings.kafka_username, password=password,
+                                     mechanism=settings.kafka_sasl_mechanism)
+    import ssl
+
+    return faust.SSLCredentials(ssl.create_default_context(cafile=settings.kafka_ssl_cafile))
+
+
+def fetch_policy(settings: Settings) -> FetchPolicy:
+    return FetchPolicy(
+        allowed_hosts=tuple(h.lower() for h in settings.fetch_allowed_hosts),
+        allow_private=settings.fetch_allow_private, allow_file=settings.fetch_allow_file,
+        file_root=settings.fetch_file_root, max_bytes=settings.fetch_max_bytes,
+        timeout_s=settings.fetch_timeout_s, retries=settings.fetch_retries, concurrency=settings.fetch_concurrency,
+    )
+
+
+def s3_client(settings: Settings) -> Any:
+    from minio import Minio
+
+    return Minio(settings.s3_endpoint, access_key=settings.s3_access_key.get_secret_value(),
+                 secret_key=settings.s3_secret_key.get_secret_value(), secure=settings.s3_secure,
+                 region=settings.s3_region)
+
+
+def layout_for(settings: Settings, vision: Any) -> IndexLayout:
+    return IndexLayout(
+        model_version=vision.model_version, alias=settings.collection_alias, index_type=settings.index_type,
+        dims={"image_vec": vision.image_dim, "colour_vec": vision.colour_dim, "text_vec": vision.text_dim},
+    )
+
+
+def _source(event: Any) -> tuple[bytes, SourceRef, str | None]:
+    msg = event.message
+    key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else msg.key
+    return msg.value or b"", SourceRef(msg.topic, msg.partition, msg.offset), key
+
+
+# ---------------------------------------------------------------------------- ingest
+
+def build_ingest_app(settings: Settings, vision: Any) -> Any:
+    app = _app(settings, "ingest")
+    topics = settings.topics
+    src = app.topic(topics.events, partitions=settings.partitions)
+    enriched = app.topic(topics.enriched, partitions=settings.partitions)
+    dlq = app.topic(topics.dlq, partitions=1)
+    versions = app.Table("vitrine-ingest-versions", partitions=settings.partitions)
+    fetcher = ImageFetcher(fetch_policy(settings), s3_client(settings))
+
+    async def send_dead_letter(work: Work, err: DeadLetter) -> Any:
+        m.EVENTS_DLQ.labels("ingest", err.stage, err.reason).inc()
+        return await dlq.send(key=(work.key or "").encode(), value=dead_letter_record(work, err, "ingest"))
+
+    async def emit(out: Any) -> None:
+        futures = []
+        for work, rec in out:
+            if rec is None:
+                futures.append(await send_dead_letter(work, work.error))
+            else:
+                futures.append(await enriched.send(key=rec.product_id.encode(), value=encode_record(rec)))
+        await asyncio.gather(*futures)  # the broker acknowledged every output ...
+        for work, _ in out:
+            work.ack()  # ... so the events they cover may be committed
+
+    pipeline = IngestPipeline(
+        vision, fetcher, emit, max_batch=settings.batch_max_size, max_wait_s=settings.batch_max_wait_s,
+        max_pixels=settings.fetch_max_pixels, decode_workers=settings.decode_workers,
+    )
+
+    @app.task
+    async def start_pipeline() -> None:
+        await fetcher.start()
+        pipeline.start()
+        app.vitrine_ready["ok"] = True
+
+    @app.agent(src)
+    async def ingest(stream: Any) -> None:
+        async for event in stream.noack().events():
+            raw, source, key = _source(event)
+            work = Work(raw=raw, source=source, key=key, ack=event.ack)
+            ev, err, _ = admit(raw, None)
+            m.EVENTS_CONSUMED.labels("ingest", ev.type if ev else "invalid").inc()
+            if err is not None:
+                work.event = ev
+                await (await send_dead_letter(work, err))
+                event.ack()
+                continue
+            assert ev is not None
+            seen = versions.get(ev.product_id)
+            if seen is not None and ev.version < seen:
+                m.EVENTS_SUPERSEDED.labels("ingest").inc()
+                event.ack()
+                continue
+            if seen is None or ev.version > seen:
+                versions[ev.product_id] = ev.version
+            work.event = ev
+            await pipeline.put(work)
+
+    app.vitrine_pipeline = pipeline
+    return app
+
+
+# ---------------------------------------------------------------------------- index
+
+def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
+    app = _app(settings, "index")
+    topics = settings.topics
+    src = app.topic(topics.enriched, partitions=settings.partitions)
+    dlq = app.topic(topics.dlq, partitions=1)
+    index = ProductIndex(settings.milvus_uri, layout, token=settings.milvus_token.get_secret_value())
+
+    async def dead_letter(item: Item, stage: str, reason: str, message: str) -> None:
+        m.EVENTS_DLQ.labels("index", stage, reason).inc()
+        work = Work(raw=item.raw, source=item.source, key=item.key, ack=item.ack)
+        await (await dlq.send(key=(item.key or "").encode(),
+                              value=dead_letter_record(work, DeadLetter(stage, reason, message), "index")))
+
+    writer = IndexWriter(index, dead_letter, max_batch=settings.index_batch_max_size,
+                         max_wait_s=settings.index_batch_max_wait_s, flush_interval_s=settings.flush_interval_s)
+
+    @app.task
+    async def start_writer() -> None:
+        await _start_index(index, create=True)
+        writer.start()
+        app.vitrine_ready["ok"] = True
+
+    @app.agent(src)
+    async def write(stream: Any) -> None:
+        async for event in stream.noack().events():
+            raw, source, key = _source(event)
+            m.EVENTS_CONSUMED.labels("index", "record").inc()
+            await writer.put(Item(raw, source, key, event.ack))
+
+    app.vitrine_writer = writer
+    return app
+
+
+async def _start_index(index: ProductIndex, *, create: bool, via_alias: bool = False) -> None:
+    delay = 0.5
+    while True:
+        try:
+            await asyncio.to_thread(index.start, create=create, via_alias=via_alias)
+            return
+        except IndexUnavailable as exc:
+            log.warning("Milvus not ready (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+# ---------------------------------------------------------------------------- query
+
+def build_query_app(settings: Settings, vision: Any, layout: IndexLayout) -> Any:
+    import faust
+
+    app = _app(settings, "query")
+    topics = settings.topics
+    requests = app.topic(topics.requests, partitions=settings.partitions)
+    responses = app.topic(topics.responses, partitions=settings.partitions)
+    index = ProductIndex(settings.milvus_uri, layout, token=settings.milvus_token.get_secret_value())
+    fetcher = ImageFetcher(fetch_policy(settings), s3_client(settings))
+    service = QueryService(vision, index, fetcher, max_pixels=settings.fetch_max_pixels,
+                           max_image_bytes=settings.fetch_max_bytes)
+    token = settings.http_token.get_secret_value() if settings.http_token else None
+
+    @app.task
+    async def start_service() -> None:
+        await fetcher.start()
+        await _start_index(index, create=False, via_alias=True)
+        service.ready = True
+        app.vitrine_ready["ok"] = True
+
+    @app.agent(requests, concurrency=4)
+    async def answer(stream: Any) -> None:
+        async for event in stream.events():
+            raw, _, key = _source(event)
+            reply, _ = await service.handle(raw, "kafka")
+            rid = reply.get("request_id") or key or ""
+            reply["request_id"] = rid
+            await responses.send(key=str(rid).encode(), value=dumps(reply))
+
+    class SearchView(faust.web.View):
+        async def post(self, request: Any) -> Any:
+            if token and request.headers.get("Authorization", "") != f"Bearer {token}":
+                return self.json({"ok": False, "error": {"code": "unauthorized", "message": "bearer token required",
+                                                         "field": None}}, status=401)
+            body = await self.read_request_content(request)
+            reply, status = await service.handle(body, "http")
+            return self.json(reply, status=status)
+
+    app.page("/search")(SearchView)
+    app.vitrine_service = service
+    return app

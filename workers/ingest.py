@@ -1,0 +1,211 @@
+"""Ingest: catalogue events -> (fetch, decode, detect, tag, embed) -> ``index.enriched``.
+
+Steps per event: validate -> version guard (Faust table) -> fetch the main image -> micro-batch ->
+models -> one ``IndexRecord`` to ``index.enriched``, or one dead-letter record with the original
+bytes, the stage and the reason.
+
+Contract:
+- At-least-once (guarantee 1): an event is acknowledged (its offset becomes committable) only
+  after the broker acknowledged the record it produced (enriched or dead-letter). A crash anywhere
+  replays every unacknowledged event.
+- The Faust table skips only versions *strictly older* than one already seen, so a replay of the
+  newest version after a crash is processed again (the index writer's guard makes it idempotent).
+  The table saves GPU work; it is not the authority (guarantee 2).
+- Per-product order is kept: events flow through the stages in offset order, patches and deletes
+  (no GPU work) wait behind the upserts before them.
+- The event loop never runs model code (guarantee 4): decode runs in a thread pool, the models in
+  a single model thread, and batch N+1 is fetched and decoded while batch N is in the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streams.codecs import IndexRecord, SourceRef, dumps
+from streams.exceptions import InvalidEvent
+from streams.schema import HOT_ATTRIBUTES, DeleteEvent, Event, PatchEvent, UpsertEvent, parse_event
+from workers import metrics as m
+from workers.batching import Batcher
+from workers.exceptions import DeadLetter
+from workers.fetch import ImageFetcher
+from workers.vision.exceptions import ImageDecodeError
+
+log = logging.getLogger("vitrine.ingest")
+
+
+@dataclass
+class Work:
+    """One event on its way through the pipeline."""
+
+    raw: bytes
+    source: SourceRef
+    key: str | None
+    ack: Callable[[], Any]
+    event: Event | None = None
+    image: np.ndarray | None = None  # (H, W, 3) uint8, upserts only
+    error: DeadLetter | None = None
+
+
+def dead_letter_record(work: Work, err: DeadLetter, worker: str) -> bytes:
+    """The dead-letter record: original bytes (base64), stage, reason, and where the event came from."""
+    return dumps({
+        "reason": err.reason, "stage": err.stage, "message": str(err)[:1000], "worker": worker,
+        "topic": work.source.topic, "partition": work.source.partition, "offset": work.source.offset,
+        "key": work.key, "product_id": work.event.product_id if work.event else None,
+        "original_b64": base64.b64encode(work.raw).decode("ascii"), "at": time.time(),
+    })
+
+
+def hot_attributes(merchant: dict[str, str], tags: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """Merchant values win where present; model tags fill the rest. Both are kept with their source."""
+    from indexer.schema import normalise_value
+
+    merchant_n = {k: normalise_value(v) for k, v in merchant.items()}
+    model = {k: {"value": normalise_value(t.value), "confidence": round(float(t.confidence), 4)} for k, t in tags.items()}
+    hot = {name: merchant_n.get(name) or model.get(name, {}).get("value", "") for name in HOT_ATTRIBUTES}
+    return hot, {"merchant": merchant_n, "model": model}
+
+
+def upsert_record(ev: UpsertEvent, analysis: Any, text_vec: np.ndarray, model_version: str,
+                  source: SourceRef) -> IndexRecord:
+    hot, attrs = hot_attributes(ev.attributes, analysis.tags)
+    fields = {
+        "title": ev.title, "description": ev.description, "brand": ev.brand, "price": ev.price,
+        "currency": ev.currency, "in_stock": ev.in_stock, "image_uri": ev.images[0], "attributes": attrs, **hot,
+    }
+    vectors = {"image_vec": analysis.image_vec, "colour_vec": analysis.colour_vec, "text_vec": text_vec}
+    return IndexRecord("upsert", ev.product_id, ev.version, ev.occurred_at, fields, vectors, model_version, source)
+
+
+def light_record(ev: PatchEvent | DeleteEvent, source: SourceRef) -> IndexRecord:
+    fields = ev.fields.model_dump(exclude_none=True) if isinstance(ev, PatchEvent) else {}
+    return IndexRecord(ev.type, ev.product_id, ev.version, ev.occurred_at, fields, {}, "", source)
+
+
+class IngestPipeline:
+    """The stages after the guard: fetch+decode (batch N+1) overlapping models (batch N), then emit."""
+
+    def __init__(
+        self,
+        vision: Any,
+        fetcher: ImageFetcher,
+        emit: Callable[[Sequence[tuple[Work, IndexRecord | None]]], Awaitable[None]],
+        *,
+        max_batch: int = 32,
+        max_wait_s: float = 0.02,
+        max_pixels: int = 40_000_000,
+        decode_workers: int = 2,
+        worker: str = "ingest",
+    ) -> None:
+        self.vision = vision
+        self.fetcher = fetcher
+        self._emit = emit
+        self.worker = worker
+        self._max_pixels = max_pixels
+        self.batcher: Batcher[Work] = Batcher(max_batch, max_wait_s, capacity=max_batch * 4)
+        self._decoded: asyncio.Queue[list[Work]] = asyncio.Queue(1)
+        self._decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
+        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="model")
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def put(self, work: Work) -> None:
+        await self.batcher.put(work)
+
+    def start(self) -> None:
+        self._tasks = [asyncio.ensure_future(self._fetch_loop()), asyncio.ensure_future(self._model_loop())]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        self._model_pool.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ stage 1: fetch + decode
+
+    async def _fetch_loop(self) -> None:
+        while True:
+            batch = await self.batcher.take()
+            t0 = time.perf_counter()
+            await asyncio.gather(*(self._load(w) for w in batch if isinstance(w.event, UpsertEvent)))
+            m.STAGE_SECONDS.labels("fetch_decode").observe(time.perf_counter() - t0)
+            await self._decoded.put(batch)  # waits while the model is busy: batch N+1 is ready when N ends
+
+    async def _load(self, work: Work) -> None:
+        from workers.vision.decode import decode_image
+
+        assert isinstance(work.event, UpsertEvent)
+        try:
+            t0 = time.perf_counter()
+            data = await self.fetcher.fetch(work.event.images[0])
+            t1 = time.perf_counter()
+            m.STAGE_SECONDS.labels("fetch").observe(t1 - t0)
+            loop = asyncio.get_running_loop()
+            work.image = await loop.run_in_executor(
+                self._decode_pool, lambda: decode_image(data, max_pixels=self._max_pixels, target=224))
+            m.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - t1)
+        except DeadLetter as exc:
+            work.error = exc
+        except ImageDecodeError as exc:
+            work.error = DeadLetter("decode", exc.reason, str(exc))
+        except Exception as exc:  # a bug in a decoder must not stop the worker: record it and carry on
+            m.ERRORS.labels(self.worker, "decode").inc()
+            work.error = DeadLetter("decode", "decode_failed", f"{type(exc).__name__}: {exc}"[:500])
+
+    # ------------------------------------------------------------------ stage 2: models + emit
+
+    async def _model_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._decoded.get()
+            ready = [w for w in batch if w.image is not None and w.error is None]
+            results: dict[int, IndexRecord] = {}
+            if ready:
+                m.BATCH_SIZE.labels("model").observe(len(ready))
+                t0 = time.perf_counter()
+                try:
+                    analyses, text_vecs = await loop.run_in_executor(self._model_pool, self._infer, ready)
+                    for w, a, tv in zip(ready, analyses, text_vecs, strict=True):
+                        assert isinstance(w.event, UpsertEvent)
+                        results[id(w)] = upsert_record(w.event, a, tv, self.vision.model_version, w.source)
+                except Exception as exc:  # a batch the model cannot take: each event to the DLQ, worker goes on
+                    log.exception("model failed on a batch of %d", len(ready))
+                    m.ERRORS.labels(self.worker, "model").inc()
+                    for w in ready:
+                        w.error = DeadLetter("model", "model_failed", f"{type(exc).__name__}: {exc}"[:500])
+                m.STAGE_SECONDS.labels("model").observe(time.perf_counter() - t0)
+            out: list[tuple[Work, IndexRecord | None]] = []
+            for w in batch:
+                if w.error is not None:
+                    out.append((w, None))
+                elif isinstance(w.event, UpsertEvent):
+                    out.append((w, results[id(w)]))
+                else:
+                    assert isinstance(w.event, PatchEvent | DeleteEvent)
+                    out.append((w, light_record(w.event, w.source)))
+            await self._emit(out)
+
+    def _infer(self, works: list[Work]) -> tuple[list[Any], np.ndarray]:
+        images = [w.image for w in works]
+        texts = [f"{w.event.title}. {w.event.description}".strip() for w in works]  # type: ignore[union-attr]
+        return self.vision.analyse(images), self.vision.embed_text(texts)
+
+
+def admit(raw: bytes, seen_version: int | None) -> tuple[Event | None, DeadLetter | None, bool]:
+    """Validate and apply the ingest-side guard: (event, error, skip). Pure, for the agent and tests."""
+    try:
+        ev = parse_event(raw)
+    except InvalidEvent as exc:
+        return None, DeadLetter("validate", exc.reason, str(exc)), False
+    if seen_version is not None and ev.version < seen_version:
+        return ev, None, True
+    return ev, None, False

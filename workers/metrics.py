@@ -1,0 +1,25 @@
+"""Prometheus metrics of every worker (conventional names, ``vitrine_`` prefix, base units).
+
+Counters end in ``_total``; durations are histograms in seconds. Index freshness is measured from
+the event's ``occurred_at`` to the moment Milvus acknowledged the write (``vitrine_index_freshness_seconds``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_FRESHNESS = (0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 30, 60, 300)
+
+EVENTS_CONSUMED = Counter("vitrine_events_consumed_total", "Events read, by worker and event type", ["worker", "type"])
+EVENTS_INDEXED = Counter("vitrine_events_indexed_total", "Records written to Milvus, by operation", ["op"])
+EVENTS_SUPERSEDED = Counter("vitrine_events_superseded_total", "Events skipped as stale or duplicate", ["worker"])
+EVENTS_DLQ = Counter("vitrine_events_dlq_total", "Events sent to the dead-letter topic", ["worker", "stage", "reason"])
+STAGE_SECONDS = Histogram("vitrine_stage_seconds", "Time per pipeline stage and batch", ["stage"], buckets=_LATENCY)
+BATCH_SIZE = Histogram("vitrine_batch_size", "Items per micro-batch", ["stage"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+FRESHNESS = Histogram("vitrine_index_freshness_seconds", "Event time to Milvus acknowledgement", buckets=_FRESHNESS)
+QUERIES = Counter("vitrine_queries_total", "Search requests, by kind, transport and outcome", ["kind", "transport", "outcome"])
+QUERY_SECONDS = Histogram("vitrine_query_seconds", "Search latency by kind", ["kind"], buckets=_LATENCY)
+ERRORS = Counter("vitrine_errors_total", "Unexpected errors, by worker and where", ["worker", "where"])
+RETRIES = Counter("vitrine_retries_total", "Retries of a dependency, by dependency", ["dependency"])
+IN_FLIGHT = Gauge("vitrine_in_flight_events", "Events consumed and not yet acknowledged", ["worker"])

@@ -1,0 +1,94 @@
+"""One frozen settings object per process, read from ``VITRINE_*`` environment variables.
+
+Built once at the entry point (``Settings()``) and passed down; library code never reads
+``os.environ``. Secrets are ``SecretStr``: they print as ``**********`` and are never logged.
+Every field below is documented with its default; the environment variable is ``VITRINE_`` + the
+upper-cased field name (``kafka_bootstrap`` -> ``VITRINE_KAFKA_BOOTSTRAP``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.topics import TopicSet
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VITRINE_", frozen=True, extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="bootstrap servers, host:port[,host:port]")
+    kafka_security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    kafka_sasl_mechanism: str | None = Field(None, description="PLAIN or SCRAM-SHA-256/512 with SASL_*")
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    topic_prefix: str = Field("vitrine", description="topic names are <prefix>.catalog.events, ...")
+    partitions: int = Field(4, description="partitions of each topic created by vitrine")
+    session_timeout_s: float = Field(10.0, description="consumer group session timeout")
+
+    # Milvus
+    milvus_uri: str = Field("http://127.0.0.1:19530", description="Milvus (or Milvus Lite server) URI")
+    milvus_token: SecretStr = SecretStr("")
+    collection_alias: str = Field("vitrine_products", description="alias that queries read")
+    index_type: str = Field("HNSW", description="HNSW, IVF_FLAT or FLAT")
+
+    # Object store (MinIO / S3)
+    s3_endpoint: str = Field("127.0.0.1:9000", description="host:port of the S3/MinIO endpoint")
+    s3_access_key: SecretStr = SecretStr("minioadmin")
+    s3_secret_key: SecretStr = SecretStr("minioadmin")
+    s3_secure: bool = Field(False, description="use TLS to the object store")
+    s3_region: str = "us-east-1"
+    s3_bucket: str = Field("vitrine-images", description="bucket the publisher uploads local images to")
+
+    # Image fetching (guarantee 5)
+    fetch_allowed_hosts: list[str] = Field(default_factory=list, description="http(s) hosts allowed; empty = none")
+    fetch_allow_private: bool = Field(False, description="allow http(s) to loopback/private/link-local addresses")
+    fetch_allow_file: bool = Field(False, description="allow file:// image URIs")
+    fetch_file_root: Path | None = Field(None, description="file:// URIs must lie under this folder")
+    fetch_max_bytes: int = Field(20_000_000, description="largest image accepted, bytes")
+    fetch_max_pixels: int = Field(40_000_000, description="largest image accepted, pixels (decompression bombs)")
+    fetch_timeout_s: float = 10.0
+    fetch_retries: int = Field(3, description="tries for transient fetch errors before the DLQ")
+    fetch_concurrency: int = 16
+
+    # Micro-batching
+    batch_max_size: int = Field(32, description="ingest: most images per model batch")
+    batch_max_wait_s: float = Field(0.02, description="ingest: longest wait to fill a batch")
+    index_batch_max_size: int = Field(512, description="index writer: most records per Milvus write")
+    index_batch_max_wait_s: float = 0.02
+    flush_interval_s: float = Field(1.0, description="index writer: seal fresh segments this often")
+
+    # Models
+    device: str = Field("cpu", description="cpu, cuda or cuda:N")
+    decode_workers: int = Field(2, description="threads decoding images")
+
+    # HTTP (metrics, health, search)
+    http_host: str = Field("127.0.0.1", description="address every listener binds to")
+    http_port: int = 6066
+    http_token: SecretStr | None = Field(None, description="bearer token required by POST /search, if set")
+
+    # Local state
+    data_dir: Path = Field(Path(".vitrine"), description="Faust table state and the embedded stack's data")
+    log_level: str = "info"
+
+    @property
+    def topics(self) -> TopicSet:
+        return TopicSet(self.topic_prefix, self.partitions)
+
+    def kafka_options(self) -> dict[str, Any]:
+        """kafka-python keyword arguments for security (nothing for PLAINTEXT)."""
+        opts: dict[str, Any] = {}
+        if self.kafka_security_protocol != "PLAINTEXT":
+            opts["security_protocol"] = self.kafka_security_protocol
+        if self.kafka_sasl_mechanism:
+            opts["sasl_mechanism"] = self.kafka_sasl_mechanism
+            opts["sasl_plain_username"] = self.kafka_username
+            opts["sasl_plain_password"] = self.kafka_password.get_secret_value() if self.kafka_password else None
+        if self.kafka_ssl_cafile:
+            opts["ssl_cafile"] = str(self.kafka_ssl_cafile)
+        return opts
