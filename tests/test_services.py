@@ -296,3 +296,64 @@ def test_s3_round_trip(s3: Any, unique_name: Callable[..., str]) -> None:
     assert [o.object_name for o in client.list_objects(bucket, prefix="catalog/", recursive=True)] == [
         "catalog/p1/0.jpg"
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# Prometheus (Debian's package; optional)
+
+INFRA_PROMETHEUS = Path(__file__).resolve().parents[1] / "infra" / "prometheus"
+
+
+def test_prometheus_config_and_alert_rules_are_valid() -> None:
+    import shutil
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("no promtool (Debian: apt-get install prometheus)")
+    for argv in (["check", "config", "prometheus.yml"], ["test", "rules", "alerts_test.yml"]):
+        done = subprocess.run([promtool, *argv], cwd=INFRA_PROMETHEUS, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.integration
+def test_prometheus_scrapes_a_worker_and_loads_the_alert_rules(tmp_path: Path) -> None:
+    import json
+    import urllib.parse
+    import urllib.request
+
+    from prometheus_client import CollectorRegistry, Counter, start_http_server
+
+    registry = CollectorRegistry()
+    consumed = Counter("vitrine_events_consumed", "events consumed", ["topic"], registry=registry)
+    consumed.labels(topic="catalog.events").inc(3)
+    metrics_port = services.free_port()
+    server, thread = start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: ['{INFRA_PROMETHEUS / 'alerts.yml'}']\n"
+        "scrape_configs:\n"
+        f"  - job_name: vitrine-ingest\n    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n"
+    )
+    prometheus = services.start_prometheus(config, data_dir=tmp_path / "prom")
+    if prometheus is None:
+        server.shutdown()
+        pytest.skip("no prometheus binary (Debian: apt-get install prometheus)")
+
+    def api(path: str, **params: str) -> Any:
+        url = f"{prometheus.address}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)["data"]
+
+    try:
+        groups = api("rules")["groups"]
+        assert {g["name"] for g in groups} == {"vitrine-availability", "vitrine-pipeline", "vitrine-quality"}
+        deadline = time.monotonic() + 20
+        result: list[Any] = []
+        while not result and time.monotonic() < deadline:
+            result = api("query", query='vitrine_events_consumed_total{job="vitrine-ingest"}')["result"]
+            time.sleep(0.2)
+        assert [float(r["value"][1]) for r in result] == [3.0]
+    finally:
+        prometheus.stop()
+        server.shutdown()

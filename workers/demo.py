@@ -25,6 +25,7 @@ SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 
 def load_sample(limit: int = 0) -> list[dict[str, str]]:
     rows = list(csv.DictReader((SAMPLE_DIR / "catalog.csv").open()))
+    np.random.default_rng(11).shuffle(rows)  # interleave categories, so a --limit run still has them all
     return rows[:limit] if limit else rows
 
 

@@ -1,63 +1,31 @@
-"""Shared fixtures for the vision tests: the data folder and loaded models (once per session)."""
+"""Session fixtures for the vision tests: catalogue rows and loaded models (loaded once)."""
 
 from __future__ import annotations
 
-import csv
-import os
-from pathlib import Path
-
-import numpy as np
 import pytest
-from PIL import Image
+from vision_testdata import data_dir, read_catalog
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-def data_dir() -> Path | None:
-    """``$VITRINE_DATA_DIR`` if set, else ``<repo>/../shared/data``; None when absent."""
-    env = os.environ.get("VITRINE_DATA_DIR")
-    path = Path(env) if env else (REPO_ROOT / ".." / "shared" / "data").resolve()
-    return path if (path / "catalog" / "catalog.csv").is_file() else None
+from workers.vision.embedders import EfficientNetEmbedder
+from workers.vision.text import MiniLMTextEmbedder
 
 
 @pytest.fixture(scope="session")
 def catalog() -> list[dict[str, str]]:
-    """Rows of catalog/catalog.csv with ``path`` (absolute image path) added."""
     root = data_dir()
     if root is None:
         pytest.skip("shared data not found: set VITRINE_DATA_DIR or provide ../shared/data")
-    with open(root / "catalog" / "catalog.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        row["path"] = str(root / row["image"])  # image column is relative to the data dir
-    return rows
-
-
-def load_rgb(path: str) -> np.ndarray:
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
-
-
-def pick(rows: list[dict[str, str]], n: int, **match: str) -> list[dict[str, str]]:
-    """``n`` rows matching every column=value, spread evenly over the file."""
-    hits = [r for r in rows if all(r[k] == v for k, v in match.items())]
-    step = max(1, len(hits) // n)
-    return hits[::step][:n]
+    return read_catalog(root)
 
 
 @pytest.fixture(scope="session")
-def effnet_embedder():  # type: ignore[no-untyped-def]
-    from workers.vision.embedders import EfficientNetEmbedder
-
+def effnet_embedder() -> EfficientNetEmbedder:
     emb = EfficientNetEmbedder(device="cpu")
     emb.load()
     return emb
 
 
 @pytest.fixture(scope="session")
-def minilm():  # type: ignore[no-untyped-def]
-    from workers.vision.text import MiniLMTextEmbedder
-
+def minilm() -> MiniLMTextEmbedder:
     emb = MiniLMTextEmbedder(device="cpu")
     emb.load()
     return emb

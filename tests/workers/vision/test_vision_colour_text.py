@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import load_rgb, pick
+from vision_testdata import load_rgb, pick
 
 from workers.vision.colour import COLOUR_NAMES, ColourTagger
 from workers.vision.exceptions import ModelNotLoadedError

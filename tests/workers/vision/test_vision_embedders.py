@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import load_rgb, pick
+from vision_testdata import load_rgb, pick
 
 from workers.vision.colour import ColourHistogramEmbedder
 from workers.vision.embedders import EfficientNetEmbedder, letterbox

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, load_rgb, pick
+from vision_testdata import REPO_ROOT, load_rgb, pick
 
 from workers.vision import ModelNotLoadedError, Region, VisionPipeline
 from workers.vision.pipeline import crop_region
