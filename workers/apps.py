@@ -43,7 +43,7 @@ def _app(settings: Settings, name: str) -> Any:
 
     @app.page("/metrics")
     async def metrics(self: Any, request: Any) -> Any:
-        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/healthz")
     async def healthz(self: Any, request: Any) -> Any:

@@ -185,8 +185,8 @@ class ImageFetcher:
             except FetchError:
                 raise
             except OSError as exc:
-                if isinstance(exc.__cause__, FetchError):
-                    raise exc.__cause__ from None
+                if _forbidden(exc):
+                    raise FetchError("forbidden_address", f"{uri[:200]}: host resolves to a non-public address") from None
                 raise FetchError("http_unavailable", f"{uri[:200]}: {exc}"[:300], transient=True) from None
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 raise FetchError("http_unavailable", f"{uri[:200]}: {exc!r}"[:300], transient=True) from None
@@ -206,6 +206,20 @@ def _resolver_base() -> type:
     return AbstractResolver
 
 
+class ForbiddenAddress(OSError):
+    """Raised by the resolver: the host name resolves to an address that may not be fetched."""
+
+
+def _forbidden(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, ForbiddenAddress):
+            return True
+        exc = getattr(exc, "os_error", None) or exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
 class _CheckingResolver(_resolver_base()):  # type: ignore[misc]
     """An aiohttp resolver that refuses internal addresses: the connection uses only checked IPs."""
 
@@ -221,7 +235,7 @@ class _CheckingResolver(_resolver_base()):  # type: ignore[misc]
             try:
                 check_address(info["host"], self._allow_private)
             except FetchError as exc:
-                raise OSError(f"{host} resolves to a forbidden address") from exc
+                raise ForbiddenAddress(f"{host} resolves to a forbidden address") from exc
         return infos
 
     async def close(self) -> None:

@@ -1,0 +1,263 @@
+"""End to end on real services: Apache Kafka (KRaft), the Milvus Lite server, an S3 server, and the
+real ingest, index and query workers as processes, with the real models.
+
+One stack per module (the workers load their models once); each test uses its own product ids.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from indexer.store import ProductIndex
+from streams.publisher import CatalogPublisher
+from streams.query_client import QueryClient
+from workers.apps import layout_for
+from workers.demo import SAMPLE_DIR, load_sample
+from workers.settings import Settings
+from workers.stack import LocalStack
+from workers.vision.pipeline import VisionPipeline
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+SAMPLE = load_sample()
+
+
+def wait_until(cond: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Harness:
+    def __init__(self, stack: LocalStack, settings: Settings, s3: Any) -> None:
+        from minio import Minio
+
+        self.stack = stack
+        self.settings = settings
+        self.topics = settings.topics
+        self.s3 = Minio(s3.address, access_key=s3.access_key, secret_key=s3.secret_key, secure=False)
+        self.pub = CatalogPublisher(stack.kafka_bootstrap, self.topics.events, s3=self.s3,
+                                    bucket="vitrine-test").start()
+        self.index = ProductIndex(stack.milvus_uri, layout_for(settings, VisionPipeline.real())).start(create=False)
+        self.client = QueryClient(stack.kafka_bootstrap, self.topics.requests, self.topics.responses).start()
+
+    def image(self, i: int) -> str:
+        return f"file://{SAMPLE_DIR / SAMPLE[i % len(SAMPLE)]['image']}"
+
+    def upsert(self, pid: str, version: int, i: int = 0, **kw: Any) -> None:
+        row = SAMPLE[i % len(SAMPLE)]
+        args = {"title": row["title"], "price": 20.0, "images": [self.image(i)],
+                "attributes": {"category": row["category"]}, **kw}
+        self.pub.upsert(pid, version, **args)
+
+    def marker_after(self, pid: str) -> str:
+        """A fresh product id on ``pid``'s partition: once it is indexed, every earlier event there was handled."""
+        from kafka.partitioner.default import murmur2
+
+        def part(key: str) -> int:
+            return (murmur2(key.encode()) & 0x7FFFFFFF) % self.settings.partitions
+
+        return next(m for m in (f"m-{uuid.uuid4().hex[:8]}" for _ in range(1000)) if part(m) == part(pid))
+
+    def row(self, pid: str, vectors: bool = False) -> dict[str, Any] | None:
+        return self.index.get(pid, with_vectors=vectors)
+
+    def wait_version(self, pid: str, version: int, timeout: float = 90) -> dict[str, Any]:
+        return wait_until(lambda: (r := self.row(pid)) is not None and r["version"] == version and r,
+                          timeout, f"{pid} at version {version}")
+
+    def dlq(self) -> list[dict[str, Any]]:
+        from kafka import KafkaConsumer, TopicPartition
+
+        c = KafkaConsumer(bootstrap_servers=self.stack.kafka_bootstrap, group_id=None,
+                          enable_auto_commit=False, consumer_timeout_ms=1000)
+        tp = TopicPartition(self.topics.dlq, 0)
+        c.assign([tp])
+        c.seek_to_beginning(tp)
+        out = [json.loads(r.value) for r in c]
+        c.close()
+        return out
+
+    def http(self, body: Any, token: str | None = None) -> tuple[int, dict[str, Any]]:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(f"{self.stack.workers['query'].http}/search", data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+
+@pytest.fixture(scope="module")
+def h(kafka: Any, milvus: Any, s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    run = uuid.uuid4().hex[:8]
+    env = {
+        "VITRINE_COLLECTION_ALIAS": f"e2e_{run}",
+        "VITRINE_FETCH_ALLOW_FILE": "true",
+        "VITRINE_FETCH_FILE_ROOT": str(SAMPLE_DIR),
+        "VITRINE_S3_ENDPOINT": s3.address,
+        "VITRINE_S3_ACCESS_KEY": s3.access_key,
+        "VITRINE_S3_SECRET_KEY": s3.secret_key,
+        "VITRINE_BATCH_MAX_WAIT_S": "0.02",
+    }
+    stack = LocalStack(tmp_path_factory.mktemp("stack"), kafka_bootstrap=kafka.address, milvus_uri=milvus.address,
+                       topic_prefix=f"e2e{run}", env=env).start()
+    settings = Settings(kafka_bootstrap=stack.kafka_bootstrap, milvus_uri=stack.milvus_uri,
+                        topic_prefix=stack.topic_prefix, partitions=stack.partitions,
+                        collection_alias=env["VITRINE_COLLECTION_ALIAS"])
+    harness = Harness(stack, settings, s3)
+    yield harness
+    harness.client.close()
+    harness.pub.close()
+    harness.index.close()
+    stack.stop()
+
+
+def test_publish_becomes_searchable_by_photo_text_and_product(h: Harness) -> None:
+    pid = f"p-{uuid.uuid4().hex[:8]}"
+    shoes = next(i for i, r in enumerate(SAMPLE) if r["category"] == "shoes")
+    h.upsert(pid, 1, shoes, title="black leather running shoes", attributes={"category": "shoes", "colour": "Black"})
+    h.pub.flush()
+    row = h.wait_version(pid, 1)
+    assert row["category"] == "shoes" and row["colour"] == "black" and not row["deleted"]
+    assert row["model_version"] == VisionPipeline.real().model_version
+
+    reply = h.client.search({"kind": "text", "text": "black leather running shoes", "k": 5})
+    assert reply["ok"] and pid in [r["product_id"] for r in reply["results"]]
+
+    photo = base64.b64encode(Path(h.image(shoes)[7:]).read_bytes()).decode()
+    status, reply = h.http({"request_id": "photo", "kind": "image", "image": {"b64": photo}, "k": 3})
+    assert status == 200 and reply["results"][0]["product_id"] == pid and reply["results"][0]["score"] > 0.99
+
+    status, reply = h.http({"request_id": "f", "kind": "image", "image": {"b64": photo}, "k": 3,
+                            "filters": {"category": "dress"}})
+    assert status == 200 and pid not in [r["product_id"] for r in reply["results"]]
+
+    reply = h.client.search({"kind": "similar", "product_id": pid, "k": 3})
+    assert reply["ok"] and pid not in [r["product_id"] for r in reply["results"]]
+
+
+def test_patch_changes_fields_and_keeps_vectors(h: Harness) -> None:
+    pid = f"p-{uuid.uuid4().hex[:8]}"
+    h.upsert(pid, 1, 3, price=50.0)
+    h.pub.flush()
+    before = h.wait_version(pid, 1) and h.row(pid, vectors=True)
+    h.pub.patch(pid, 2, price=35.5, in_stock=False)
+    h.pub.flush()
+    after = h.wait_version(pid, 2) and h.row(pid, vectors=True)
+    assert after["price"] == 35.5 and after["in_stock"] is False and after["title"] == before["title"]
+    for name in ("image_vec", "text_vec", "colour_vec"):
+        assert np.array_equal(np.asarray(before[name]), np.asarray(after[name]))
+    reply = h.client.search({"kind": "similar", "product_id": pid, "k": 3, "filters": {"in_stock": False}})
+    assert reply["ok"] and all(r["in_stock"] is False for r in reply["results"])
+
+
+def test_delete_leaves_tombstone_and_late_upsert_cannot_resurrect(h: Harness) -> None:
+    pid = f"p-{uuid.uuid4().hex[:8]}"
+    h.upsert(pid, 1, 5)
+    h.pub.flush()
+    h.wait_version(pid, 1)
+    h.pub.delete(pid, 3)
+    h.pub.flush()
+    row = wait_until(lambda: (r := h.row(pid)) and r["deleted"] and r, 60, "tombstone")
+    assert row["version"] == 3
+    h.upsert(pid, 2, 6)  # late, older than the delete
+    marker = h.marker_after(pid)
+    h.upsert(marker, 1, 7)
+    h.pub.flush()
+    h.wait_version(marker, 1)
+    row = h.row(pid)
+    assert row["deleted"] and row["version"] == 3
+    reply = h.client.search({"kind": "similar", "product_id": marker, "k": 100})
+    assert pid not in [r["product_id"] for r in reply["results"]]
+
+
+def test_duplicated_and_reordered_events_converge_to_newest(h: Harness) -> None:
+    pid = f"p-{uuid.uuid4().hex[:8]}"
+    for v in (2, 5, 1, 5, 3, 4, 2):
+        h.upsert(pid, v, v, title=f"version {v}")
+    h.pub.flush()
+    row = h.wait_version(pid, 5)
+    assert row["title"] == "version 5"
+    marker = h.marker_after(pid)
+    h.pub.send_raw(pid, json.dumps({"schema_version": 1, "type": "patch", "product_id": pid, "version": 4,
+                                    "occurred_at": time.time(), "fields": {"price": 1.0}}).encode())
+    h.upsert(marker, 1, 1)
+    h.pub.flush()
+    h.wait_version(marker, 1)
+    assert h.row(pid)["version"] == 5 and h.row(pid)["price"] == 20.0
+
+
+def test_poison_events_go_to_dlq_and_neighbours_are_indexed(h: Harness) -> None:
+    good = [f"g-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    bad_json_key = f"bad-{uuid.uuid4().hex[:6]}"
+    missing = f"miss-{uuid.uuid4().hex[:6]}"
+    h.upsert(good[0], 1, 8)
+    h.pub.send_raw(bad_json_key, b'{"schema_version": 1, "type": ')
+    h.upsert(good[1], 1, 9)
+    h.upsert(missing, 1, 0, images=[f"file://{SAMPLE_DIR}/no-such-file.jpg"])
+    h.pub.send_raw(bad_json_key, json.dumps({"schema_version": 9, "type": "upsert"}).encode())
+    h.upsert(good[2], 1, 10)
+    h.pub.flush()
+    for pid in good:
+        h.wait_version(pid, 1)
+
+    def reasons() -> dict[str, str]:
+        return {f"{d['key']}:{d['reason']}": d for d in h.dlq() if d["key"] in (bad_json_key, missing)}
+
+    found = wait_until(lambda: len(r := reasons()) >= 3 and r, 60, "three dead letters")
+    assert {k.split(":")[1] for k in found} == {"malformed_json", "unknown_schema_version", "not_found"}
+    rec = found[f"{bad_json_key}:malformed_json"]
+    assert base64.b64decode(rec["original_b64"]) == b'{"schema_version": 1, "type": '
+    assert rec["stage"] == "validate" and found[f"{missing}:not_found"]["stage"] == "fetch"
+    assert h.row(missing) is None
+
+
+def test_image_through_s3_with_the_minio_client(h: Harness) -> None:
+    pid = f"s3-{uuid.uuid4().hex[:8]}"
+    uri = h.pub.upload_image(SAMPLE_DIR / SAMPLE[11]["image"])
+    assert uri.startswith("s3://vitrine-test/")
+    h.upsert(pid, 1, 11, images=[uri])
+    h.pub.flush()
+    row = h.wait_version(pid, 1)
+    assert row["image_uri"] == uri
+    reply = h.client.search({"kind": "image", "image": {"uri": uri}, "k": 1})
+    assert reply["ok"] and reply["results"][0]["product_id"] == pid
+
+
+def test_bad_queries_get_error_replies_over_kafka_and_http(h: Harness) -> None:
+    status, reply = h.http(b"{not json")
+    assert status == 400 and reply["error"]["code"] == "invalid_request"
+    status, reply = h.http({"request_id": "x", "kind": "teleport"})
+    assert status == 400 and reply["error"]["field"] == "kind"
+    status, reply = h.http({"request_id": "x", "kind": "text", "text": "a", "k": 10_000})
+    assert status == 400 and reply["error"]["field"] == "k"
+    status, reply = h.http({"request_id": "x", "kind": "similar", "product_id": "never-indexed"})
+    assert status == 404
+    status, reply = h.http({"request_id": "x", "kind": "image", "image": {"uri": "http://169.254.169.254/x"}})
+    assert status == 422 and reply["error"]["code"] == "bad_image"
+    reply = h.client.search({"kind": "text", "text": "shoes", "k": 3,
+                             "filters": {"category": 'shoes" or 1==1 or "'}})
+    assert reply["ok"] and reply["results"] == []  # the injected value stays one literal: nothing matches
+    reply = h.client.search({"kind": "nope"})
+    assert reply["ok"] is False and reply["error"]["code"] == "invalid_request"
+    with urllib.request.urlopen(f"{h.stack.workers['query'].http}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    assert 'vitrine_queries_total{kind="text",outcome="ok",transport="kafka"}' in text
