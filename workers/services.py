@@ -14,6 +14,7 @@ Contract
 - Each service runs in its own process group (``start_new_session``); :meth:`Service.stop` sends
   SIGTERM to the group, then SIGKILL after ``timeout`` seconds, so helper children die too.
   :meth:`Service.kill` sends SIGKILL at once (crash tests).
+- Services still running when the parent interpreter exits normally are stopped (``atexit``).
 - Output (stdout and stderr) goes to ``Service.log_path``; nothing is printed.
 - Durable state lives under the ``data_dir`` given by the caller. ``start_kafka`` formats a fresh
   directory and reuses a formatted one as is, on the same ports as before when ``port`` is None, so
@@ -26,6 +27,7 @@ Contract
 
 from __future__ import annotations
 
+import atexit
 import base64
 import os
 import random
@@ -299,12 +301,26 @@ def _start(
 ) -> Service:
     process, log_file = _spawn(name, argv, log_path, env)
     service = cls(name, process, address, log_path, data_dir, log_file, **extra)  # type: ignore[arg-type]
+    _running[:] = [s for s in _running if s.alive]
+    _running.append(service)
     try:
         _wait_until(ready, timeout, process, log_path, name, what)
     except BaseException:
         service.kill()
         raise
     return service
+
+
+_running: list[Service] = []
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    # A parent that exits without stopping its services (an uncaught error, sys.exit) must not
+    # leave brokers behind. A parent killed by SIGKILL cannot do this: stop services explicitly.
+    for service in _running:
+        if service.alive:
+            service.stop(timeout=5)
 
 
 def _scratch_dir(prefix: str) -> Path:
@@ -389,6 +405,20 @@ def start_kafka(
     ``port`` is None a restart takes the previous ports again if they are free. Address:
     ``127.0.0.1:P``. Ready when a metadata request succeeds.
     """
+    try:
+        return _start_kafka_once(data_dir, port, libs_dir, timeout, java, heap)
+    except ServiceStartError as exc:
+        # Ports are chosen before the JVM binds them: another process may take one in between.
+        # Retry once on fresh ports unless the caller fixed the port.
+        if port is not None or "Address already in use" not in exc.log_tail:
+            raise
+        (Path(data_dir) / "ports").unlink(missing_ok=True)
+        return _start_kafka_once(data_dir, None, libs_dir, timeout, java, heap)
+
+
+def _start_kafka_once(
+    data_dir: Path, port: int | None, libs_dir: Path | None, timeout: float, java: str | None, heap: str
+) -> Service:
     libs = Path(libs_dir) if libs_dir else KAFKA_LIBS_DIR
     if not any(libs.glob("kafka_2.13-*.jar")):
         raise ServiceStartError(
