@@ -35,6 +35,7 @@ from workers.vision.efficientnet import (
     load_efficientnet_lite0,
 )
 from workers.vision.exceptions import ModelNotLoadedError
+from workers.vision.fused import FusedLite0, fuse
 from workers.vision.protocols import check_image
 
 __all__ = ["EfficientNetEmbedder", "letterbox"]
@@ -78,7 +79,7 @@ class EfficientNetEmbedder:
                 raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
             dtype = _DTYPES[dtype]
         self.dtype: torch.dtype = dtype
-        self._model: EfficientNetLite0 | None = None
+        self._model: FusedLite0 | None = None
 
     @property
     def loaded(self) -> bool:
@@ -88,10 +89,8 @@ class EfficientNetEmbedder:
         """Load the ImageNet weights onto ``device`` (idempotent)."""
         if self._model is not None:
             return
-        model = load_efficientnet_lite0(self.device)
-        if self.device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        self._model = model
+        model = fuse(load_efficientnet_lite0(self.device))  # BN folded: same features, ~2x faster
+        self._model = model.to(memory_format=torch.channels_last)
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
         """CPU stage: crops -> (B, 3, 224, 224) float32 on CPU, (p - 127) / 128."""
@@ -107,8 +106,7 @@ class EfficientNetEmbedder:
             raise ModelNotLoadedError(self.name)
         with torch.inference_mode():
             x = batch.to(self.device, non_blocking=True)
-            if self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             if self.dtype == torch.float32:
                 fmap = self._model.forward_features(x)
             else:

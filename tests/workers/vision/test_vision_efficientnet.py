@@ -48,8 +48,9 @@ def test_shapes_and_same_padding() -> None:
 def test_imagenet_classes_on_catalogue_photos(catalog, effnet_embedder) -> None:  # type: ignore[no-untyped-def]
     rows = [(at, r) for at in EXPECTED for r in pick(catalog, PER_TYPE, article_type=at)]
     batch = effnet_embedder.preprocess([load_rgb(r["path"]) for _, r in rows])
+    classifier = load_efficientnet_lite0()  # the embedder holds the folded trunk only; this adds the ImageNet head
     with torch.inference_mode():
-        probs = effnet_embedder._model(batch).softmax(dim=1)  # (N, 1000) float32
+        probs = classifier(batch).softmax(dim=1)  # (N, 1000) float32
     top5 = probs.topk(5, dim=1).indices.tolist()
     top1 = probs.max(dim=1)
     hits: dict[str, int] = {at: 0 for at in EXPECTED}
@@ -60,3 +61,16 @@ def test_imagenet_classes_on_catalogue_photos(catalog, effnet_embedder) -> None:
         need = PER_TYPE // 2 if at == "Casual Shoes" else PER_TYPE - 1
         assert n >= need, f"{at}: expected class in top-5 for {n}/{PER_TYPE} (need {need})"
     assert float(top1.values.mean()) > 0.5
+
+
+def test_fused_network_matches_the_reference() -> None:
+    """BatchNorm folding and cheap padding change speed, not the features."""
+    from workers.vision.fused import fuse
+
+    model = load_efficientnet_lite0()
+    fused = fuse(model)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref, got = model.forward_features(x), fused.forward_features(x.contiguous(memory_format=torch.channels_last))
+    assert got.shape == ref.shape == (2, 1280, 7, 7)
+    assert (ref - got).abs().max().item() < 1e-3
