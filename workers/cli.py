@@ -66,26 +66,44 @@ def _demo_env() -> dict[str, str]:
     return {"VITRINE_FETCH_ALLOW_FILE": "true", "VITRINE_FETCH_FILE_ROOT": str(SAMPLE_DIR)}
 
 
+#: Modules that add subcommands: each defines ``register(subparsers)`` (parsers set ``func``).
+COMMAND_MODULES = ("workers.train_cli", "workers.eval_cli", "workers.bench_cli", "workers.chaos_cli")
+
+
 def main(argv: list[str] | None = None) -> None:
+    import importlib
+
     parser = argparse.ArgumentParser(prog="vitrine", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("worker", help="run one worker process")
     w.add_argument("kind", choices=["ingest", "index", "query"])
+    w.set_defaults(func=lambda a: run_worker(a.kind))
     up = sub.add_parser("up", help="start the embedded stack until Ctrl-C")
     up.add_argument("--data-dir", default=".vitrine/stack")
+    up.set_defaults(func=cmd_up)
     demo = sub.add_parser("demo", help="start the embedded stack, index the sample, run queries")
     demo.add_argument("--data-dir", default=".vitrine/demo")
     demo.add_argument("--limit", type=int, default=0, help="publish only this many sample products (0 = all)")
     demo.add_argument("--json", default=None, help="also write the final figures to this file")
+    demo.set_defaults(func=cmd_demo)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
     args = parser.parse_args(argv)
-    if args.cmd == "worker":
-        run_worker(args.kind)
-    elif args.cmd == "up":
-        cmd_up(args)
-    elif args.cmd == "demo":
-        from workers.demo import run_demo
+    result = args.func(args)
+    if isinstance(result, int):
+        sys.exit(result)
 
-        sys.exit(run_demo(Path(args.data_dir), limit=args.limit, json_path=args.json, env=_demo_env()))
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from workers.demo import run_demo
+
+    return run_demo(Path(args.data_dir), limit=args.limit, json_path=args.json, env=_demo_env())
 
 
 if __name__ == "__main__":
