@@ -1,0 +1,311 @@
+"""``vitrine bench ingest``: the real pipeline against a naive one and the model alone, same run.
+
+Measured, in one process and on one machine:
+1. model alone: decode + all models on the same device, batched, no Kafka, no Milvus (images/s);
+2. naive pipeline: consume one message -> decode -> models -> insert into Milvus -> commit, one at a
+   time, as tutorials do, with the same models and Milvus server (events/s);
+3. the real pipeline (broker, ingest and index workers, Milvus Lite server) at maximum rate: N
+   events published at once; end-to-end indexed events/s, freshness at max rate;
+4. the real pipeline at fixed rates (25/50/75% of the maximum): freshness from publish to
+   searchable, found by a probe that reads each product back through Milvus (not the upsert ack);
+5. patch events (price/stock, no GPU work): patches/s through the same workers;
+6. time per stage, from the workers' own Prometheus histograms.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workers.bench.images import bench_images
+
+
+def model_only(vision: Any, blobs: list[bytes], batch: int, decode_workers: int = 2) -> dict[str, float]:
+    """Decode + models, batched, decode of the next batch overlapping the model (as in the worker)."""
+    from workers.vision.decode import decode_image
+
+    pool = ThreadPoolExecutor(decode_workers)
+    chunks = [blobs[i:i + batch] for i in range(0, len(blobs), batch)]
+    vision.analyse([decode_image(blobs[0], target=224)])  # warm-up
+    t0 = time.perf_counter()
+    nxt = pool.map(lambda b: decode_image(b, target=224), chunks[0])
+    for i in range(len(chunks)):
+        images = list(nxt)
+        if i + 1 < len(chunks):
+            nxt = pool.map(lambda b: decode_image(b, target=224), chunks[i + 1])
+        vision.analyse(images)
+        vision.embed_text([f"product {j}" for j in range(len(images))])
+    dt = time.perf_counter() - t0
+    pool.shutdown()
+    return {"images": len(blobs), "seconds": round(dt, 3), "images_per_s": round(len(blobs) / dt, 2)}
+
+
+def naive(vision: Any, bootstrap: str, milvus_uri: str, images: list[Path], root: Path) -> dict[str, float]:
+    """One message at a time: poll 1 -> fetch -> decode -> models -> Milvus insert -> commit."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from pymilvus import MilvusClient
+
+    from indexer.schema import IndexLayout
+    from streams.admin import ensure_topics
+    from streams.topics import TopicSet
+    from workers.vision.decode import decode_image
+
+    prefix = f"naive{uuid.uuid4().hex[:6]}"
+    topics = TopicSet(prefix, 1)
+    ensure_topics(bootstrap, topics)
+    prod = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i, p in enumerate(images):
+        prod.send(topics.events, key=f"n{i}".encode(), value=json.dumps({"id": f"n{i}", "uri": str(p)}).encode())
+    prod.flush()
+    prod.close()
+    layout = IndexLayout(vision.model_version, {"image_vec": vision.image_dim, "colour_vec": vision.colour_dim,
+                                                "text_vec": vision.text_dim}, alias=f"{prefix}_products")
+    client = MilvusClient(uri=milvus_uri)
+    schema, index = layout.build_schema(client)
+    client.create_collection(layout.collection, schema=schema, index_params=index, consistency_level="Strong")
+    consumer = KafkaConsumer(topics.events, bootstrap_servers=bootstrap, group_id=prefix, enable_auto_commit=False,
+                             auto_offset_reset="earliest", max_poll_records=1, session_timeout_ms=6000,
+                             heartbeat_interval_ms=1000)
+    done, t0 = 0, None
+    deadline = time.time() + 600
+    while done < len(images) and time.time() < deadline:
+        for records in consumer.poll(timeout_ms=1000, max_records=1).values():
+            for rec in records:
+                t0 = t0 or time.perf_counter()
+                doc = json.loads(rec.value)
+                image = decode_image(Path(doc["uri"]).read_bytes(), target=224)
+                a = vision.analyse([image])[0]
+                tv = vision.embed_text([doc["id"]])[0]
+                client.insert(layout.collection, [{
+                    "product_id": doc["id"], "version": 1, "deleted": False, "event_time": time.time(),
+                    "indexed_at": time.time(), "price": 1.0, "in_stock": True, "attributes": {},
+                    "model_version": vision.model_version, "title": doc["id"], "description": "", "brand": "",
+                    "currency": "EUR", "image_uri": doc["uri"], "category": "", "article_type": "", "colour": "",
+                    "gender": "", "usage": "", "season": "", "image_vec": a.image_vec.tolist(),
+                    "colour_vec": a.colour_vec.tolist(), "text_vec": tv.tolist()}])
+                consumer.commit()
+                done += 1
+    dt = time.perf_counter() - (t0 or time.perf_counter())
+    consumer.close()
+    client.drop_collection(layout.collection)
+    client.close()
+    return {"events": done, "seconds": round(dt, 3), "events_per_s": round(done / dt, 2) if dt else 0.0}
+
+
+class Prober:
+    """Reads each published product back until it is visible; freshness = visible - published."""
+
+    def __init__(self, index: Any) -> None:
+        self.index = index
+        self.pending: dict[str, float] = {}
+        self.fresh: dict[str, float] = {}
+        self.visible_at: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Prober:
+        self._thread.start()
+        return self
+
+    def add(self, pid: str, published: float) -> None:
+        with self._lock:
+            self.pending[pid] = published
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                ids = list(self.pending)[:500]
+            if not ids:
+                time.sleep(0.005)
+                continue
+            seen = self.index.held(ids)
+            now = time.time()
+            with self._lock:
+                for pid in seen:
+                    if pid in self.pending:
+                        self.fresh[pid] = now - self.pending.pop(pid)
+                        self.visible_at[pid] = now
+            time.sleep(0.005)
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.time() + timeout
+        while self.pending and time.time() < deadline:
+            time.sleep(0.05)
+        self._stop.set()
+        self._thread.join(5)
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+    a = np.asarray(values)
+    return {f"p{q}": round(float(np.percentile(a, q)), 4) for q in (50, 95, 99)}
+
+
+def publish(pub: Any, images: list[Path], prefix: str, rate: float | None, prober: Prober | None,
+            timeline: list[tuple[float, int]] | None = None) -> list[str]:
+    """Publish one upsert per image, at ``rate`` events/s (None = as fast as possible)."""
+    ids = []
+    t0 = time.time()
+    for i, path in enumerate(images):
+        if rate:
+            wait = t0 + i / rate - time.time()
+            if wait > 0:
+                time.sleep(wait)
+        pid = f"{prefix}-{i}"
+        now = time.time()
+        pub.upsert(pid, 1, title=f"bench product {i}", price=10.0 + i % 50, images=[f"file://{path}"],
+                   occurred_at=now)
+        if rate:
+            pub.flush()
+        if prober:
+            prober.add(pid, now)
+        ids.append(pid)
+    pub.flush()
+    return ids
+
+
+def stage_times(workers: dict[str, Any]) -> dict[str, float]:
+    """Mean seconds per batch of each stage, read from the workers' /metrics."""
+    out: dict[str, float] = {}
+    for w in workers.values():
+        try:
+            text = urllib.request.urlopen(f"{w.http}/metrics", timeout=5).read().decode()
+        except OSError:
+            continue
+        sums: dict[str, float] = {}
+        counts: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("vitrine_stage_seconds_sum") or line.startswith("vitrine_stage_seconds_count"):
+                stage = line.split('stage="')[1].split('"')[0]
+                (sums if "_sum" in line else counts)[stage] = float(line.rsplit(" ", 1)[1])
+        for stage, total in sums.items():
+            if counts.get(stage):
+                out[stage] = round(total / counts[stage], 4)
+    return out
+
+
+def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None = None, device: str = "cpu",
+        rates: tuple[float, ...] = (0.25, 0.5, 0.75), rate_seconds: float = 20.0, naive_events: int = 60,
+        patches: int = 2000) -> dict[str, Any]:
+    import shutil
+
+    from indexer.store import ProductIndex
+    from streams.publisher import CatalogPublisher
+    from workers.apps import layout_for
+    from workers.settings import Settings
+    from workers.stack import LocalStack
+    from workers.vision.pipeline import VisionPipeline
+
+    images, root = bench_images(data_dir, max(events, naive_events))
+    shutil.rmtree(work_dir, ignore_errors=True)
+    report: dict[str, Any] = {"device": device, "events": events, "image_source": str(root)}
+
+    vision = VisionPipeline.real(device=device)
+    vision.load()
+    blobs = [p.read_bytes() for p in images[:events]]
+    report["model_only"] = model_only(vision, blobs, batch=32)
+    print(f"model alone: {report['model_only']['images_per_s']} images/s", flush=True)
+
+    env = {"VITRINE_FETCH_ALLOW_FILE": "true", "VITRINE_FETCH_FILE_ROOT": str(root), "VITRINE_DEVICE": device,
+           "VITRINE_LOG_LEVEL": "warning"}
+    with LocalStack(work_dir, kafka_bootstrap=kafka, env=env) as stack:
+        report["naive"] = naive(vision, stack.kafka_bootstrap, stack.milvus_uri, images[:naive_events], root)
+        print(f"naive pipeline: {report['naive']['events_per_s']} events/s", flush=True)
+        del vision
+        settings = Settings(kafka_bootstrap=stack.kafka_bootstrap, milvus_uri=stack.milvus_uri,
+                            partitions=stack.partitions)
+        index = ProductIndex(stack.milvus_uri, layout_for(settings, VisionPipeline.real())).start(create=False)
+        pub = CatalogPublisher(stack.kafka_bootstrap, settings.topics.events, linger_ms=2).start()
+
+        # maximum rate: everything published at once
+        timeline: list[tuple[float, int]] = []
+        prober = Prober(index).start()
+        t0 = time.time()
+        publish(pub, images[:events], "max", None, prober)
+        while prober.pending and time.time() - t0 < 900:
+            timeline.append((time.time() - t0, len(prober.fresh)))
+            time.sleep(0.25)
+        prober.wait(5)
+        span = max(prober.visible_at.values(), default=t0) - t0
+        report["pipeline"] = {"events": len(prober.fresh), "seconds": round(span, 3),
+                              "events_per_s": round(len(prober.fresh) / span, 2) if span else 0.0,
+                              "freshness_s": _percentiles(list(prober.fresh.values()))}
+        report["timeline"] = timeline
+        max_rate = report["pipeline"]["events_per_s"]
+        print(f"pipeline at max rate: {max_rate} events/s, freshness {report['pipeline']['freshness_s']}", flush=True)
+
+        # fixed rates, freshness by probe
+        report["rates"] = {}
+        for frac in rates:
+            rate = max(max_rate * frac, 0.5)
+            n = max(int(rate * rate_seconds), 5)
+            prober = Prober(index).start()
+            publish(pub, [images[i % len(images)] for i in range(n)], f"r{int(frac * 100)}", rate, prober)
+            prober.wait(120)
+            report["rates"][str(frac)] = {"rate": round(rate, 2), "events": n,
+                                          "freshness_s": _percentiles(list(prober.fresh.values())),
+                                          "cdf": sorted(round(v, 4) for v in prober.fresh.values())}
+            print(f"  at {frac:.0%} ({rate:.1f}/s): freshness {report['rates'][str(frac)]['freshness_s']}", flush=True)
+
+        # patches: price and stock changes of indexed products, no GPU work
+        ids = [f"max-{i}" for i in range(len(images[:events]))]
+        targets = [ids[i % len(ids)] for i in range(patches)]
+        t0 = time.time()
+        for j, pid in enumerate(targets):
+            pub.patch(pid, 2 + j // len(ids), price=float(j % 97), in_stock=bool(j % 2))
+        pub.flush()
+        last = {pid: 2 + j // len(ids) for j, pid in enumerate(targets)}
+        while time.time() - t0 < 300:
+            held = index.held(list(last))
+            if all(h.version >= last[p] for p, h in held.items()) and len(held) == len(last):
+                break
+            time.sleep(0.05)
+        dt = time.time() - t0
+        report["patches"] = {"events": patches, "seconds": round(dt, 3), "events_per_s": round(patches / dt, 1)}
+        print(f"patches: {report['patches']['events_per_s']} events/s", flush=True)
+        report["stage_seconds_per_batch"] = stage_times(stack.workers)
+        pub.close()
+        index.close()
+
+    half = report["rates"].get("0.5", {}).get("freshness_s", {})
+    report["summary"] = {
+        "events_per_s": report["pipeline"]["events_per_s"],
+        "naive_events_per_s": report["naive"]["events_per_s"],
+        "model_only_images_per_s": report["model_only"]["images_per_s"],
+        "pipeline_over_naive": round(report["pipeline"]["events_per_s"] / max(report["naive"]["events_per_s"], 1e-9), 2),
+        "pipeline_over_model_only": round(report["pipeline"]["events_per_s"] / report["model_only"]["images_per_s"], 3),
+        "freshness_p50_s": half.get("p50"), "freshness_p99_s": half.get("p99"),
+        "freshness_p99_at_max_s": report["pipeline"]["freshness_s"]["p99"],
+        "patch_events_per_s": report["patches"]["events_per_s"], "device": device,
+    }
+    return report
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    t = [x for x, _ in report["timeline"]]
+    n = [y for _, y in report["timeline"]]
+    a.plot(t, n)
+    a.set(title=f"indexed events at max rate ({report['summary']['events_per_s']}/s)", xlabel="s", ylabel="events")
+    for frac, r in report["rates"].items():
+        cdf = r["cdf"]
+        b.plot(cdf, np.arange(1, len(cdf) + 1) / max(len(cdf), 1), label=f"{float(frac):.0%} ({r['rate']}/s)")
+    b.set(title="freshness, publish -> visible (probe)", xlabel="s", ylabel="CDF", xscale="log")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

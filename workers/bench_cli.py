@@ -1,0 +1,69 @@
+"""``vitrine bench ingest|query``: benchmarks that print figures and write JSON + PNG reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="ingest and query benchmarks")
+    which = bench.add_subparsers(dest="bench", required=True)
+    ing = which.add_parser("ingest", help="real pipeline vs naive pipeline vs model alone")
+    ing.add_argument("--events", type=int, default=600)
+    ing.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    ing.add_argument("--kafka", default=None, help="bootstrap of a running broker (default: start tansu)")
+    ing.add_argument("--device", default="cpu")
+    ing.add_argument("--rate-seconds", type=float, default=20.0)
+    ing.add_argument("--naive-events", type=int, default=60)
+    ing.add_argument("--patches", type=int, default=3000)
+    ing.add_argument("--work-dir", default=".vitrine/bench-ingest")
+    ing.add_argument("--json", default="bench-ingest.json")
+    ing.add_argument("--plot", default="bench-ingest.png")
+    ing.set_defaults(func=_ingest)
+    q = which.add_parser("query", help="filtered vector search latency and recall at scale")
+    q.add_argument("--milvus-uri", default=None, help="a running Milvus (default: start a Milvus Lite server)")
+    q.add_argument("--sizes", default="10000,100000", help="comma-separated item counts, e.g. 10000,100000,1000000")
+    q.add_argument("--dim", type=int, default=256)
+    q.add_argument("--queries", type=int, default=200)
+    q.add_argument("--index-type", default="HNSW")
+    q.add_argument("--partition-key", action="store_true", help="category as the partition key")
+    q.add_argument("--json", default="bench-query.json")
+    q.add_argument("--plot", default="bench-query.png")
+    q.set_defaults(func=_query)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from workers.bench import ingest
+
+    data = Path(args.data)
+    report = ingest.run(events=args.events, data_dir=data if data.is_dir() else None, work_dir=Path(args.work_dir),
+                        kafka=args.kafka, device=args.device, rate_seconds=args.rate_seconds,
+                        naive_events=args.naive_events, patches=args.patches)
+    Path(args.json).write_text(json.dumps(report, indent=1))
+    ingest.plot(report, Path(args.plot))
+    print(json.dumps(report["summary"]))
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from workers.bench import query
+    from workers.services import start_milvus_lite
+
+    svc = None
+    uri = args.milvus_uri
+    if uri is None:
+        svc = start_milvus_lite(Path(tempfile.mkdtemp(prefix="bench-milvus-")))
+        uri = svc.address
+    try:
+        report = query.run(uri, tuple(int(s) for s in args.sizes.split(",")), dim=args.dim, queries=args.queries,
+                           index_type=args.index_type, partition_key=args.partition_key)
+    finally:
+        if svc is not None:
+            svc.stop()
+    Path(args.json).write_text(json.dumps(report, indent=1))
+    query.plot(report, Path(args.plot))
+    return 0
