@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ing = which.add_parser("ingest", help="real pipeline vs naive pipeline vs model alone")
     ing.add_argument("--events", type=int, default=600)
     ing.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-    ing.add_argument("--kafka", default=None, help="bootstrap of a running broker (default: start tansu)")
+    ing.add_argument("--kafka", default=None,
+                     help="bootstrap of a running broker (default: Apache Kafka from infra/kafka/libs, else tansu)")
     ing.add_argument("--device", default="cpu")
     ing.add_argument("--rate-seconds", type=float, default=20.0)
     ing.add_argument("--naive-events", type=int, default=60)
@@ -37,10 +38,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _ingest(args: argparse.Namespace) -> int:
     from workers.bench import ingest
 
+    from workers.services import KAFKA_LIBS_DIR, ServiceStartError, start_kafka
+
     data = Path(args.data)
-    report = ingest.run(events=args.events, data_dir=data if data.is_dir() else None, work_dir=Path(args.work_dir),
-                        kafka=args.kafka, device=args.device, rate_seconds=args.rate_seconds,
-                        naive_events=args.naive_events, patches=args.patches)
+    broker, kafka = None, args.kafka
+    if kafka is None:
+        import shutil
+
+        shutil.rmtree(args.work_dir + "-kafka", ignore_errors=True)  # a fresh broker for every run
+        try:  # tansu holds fetches for their full max wait: it would measure tansu, not vitrine
+            broker = start_kafka(Path(args.work_dir + "-kafka"))
+            kafka = broker.address
+            print(f"broker: Apache Kafka from {KAFKA_LIBS_DIR} at {kafka}")
+        except ServiceStartError as exc:
+            print(f"broker: tansu (no Apache Kafka: {exc}); freshness then includes tansu's fetch wait")
+    try:
+        report = ingest.run(events=args.events, data_dir=data if data.is_dir() else None,
+                            work_dir=Path(args.work_dir), kafka=kafka, device=args.device,
+                            rate_seconds=args.rate_seconds, naive_events=args.naive_events, patches=args.patches)
+    finally:
+        if broker is not None:
+            broker.stop()
+    report["broker"] = "apache-kafka" if broker or args.kafka else "tansu"
     Path(args.json).write_text(json.dumps(report, indent=1))
     ingest.plot(report, Path(args.plot))
     print(json.dumps(report["summary"]))

@@ -95,9 +95,15 @@ def main(argv: list[str] | None = None) -> None:
             continue
         module.register(sub)
     args = parser.parse_args(argv)
+    if args.cmd != "worker":  # SIGTERM unwinds like Ctrl-C, so stacks stop the processes they started
+        signal.signal(signal.SIGTERM, _raise_exit)
     result = args.func(args)
     if isinstance(result, int):
         sys.exit(result)
+
+
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

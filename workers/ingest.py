@@ -55,13 +55,25 @@ class Work:
     error: DeadLetter | None = None
 
 
+#: Most original bytes a dead-letter record carries. Base64 grows them by 4/3, and a record must stay
+#: under the broker's 1 MB message limit, or the DLQ send itself fails and the event is accounted
+#: nowhere. A longer original keeps its head, its length and its SHA-256; the whole event is still
+#: on ``catalog.events`` at ``topic``/``partition``/``offset``.
+DLQ_MAX_ORIGINAL_BYTES = 512 * 1024
+
+
 def dead_letter_record(work: Work, err: DeadLetter, worker: str) -> bytes:
     """The dead-letter record: original bytes (base64), stage, reason, and where the event came from."""
+    import hashlib
+
+    original = work.raw[:DLQ_MAX_ORIGINAL_BYTES]
     return dumps({
         "reason": err.reason, "stage": err.stage, "message": str(err)[:1000], "worker": worker,
         "topic": work.source.topic, "partition": work.source.partition, "offset": work.source.offset,
-        "key": work.key, "product_id": work.event.product_id if work.event else None,
-        "original_b64": base64.b64encode(work.raw).decode("ascii"), "at": time.time(),
+        "key": (work.key or "")[:256] or None, "product_id": work.event.product_id if work.event else None,
+        "original_b64": base64.b64encode(original).decode("ascii"), "original_bytes": len(work.raw),
+        "original_truncated": len(original) < len(work.raw),
+        "original_sha256": hashlib.sha256(work.raw).hexdigest(), "at": time.time(),
     })
 
 
@@ -111,8 +123,11 @@ class IngestPipeline:
         self._emit = emit
         self.worker = worker
         self._max_pixels = max_pixels
-        self.batcher: Batcher[Work] = Batcher(max_batch, max_wait_s, capacity=max_batch * 4)
+        # Patches and deletes need no model: 64 of them weigh what one image does.
+        self.batcher: Batcher[Work] = Batcher(max_batch, max_wait_s, capacity=max_batch * 64,
+                                              weigh=lambda w: 1.0 if isinstance(w.event, UpsertEvent) else 1 / 64)
         self._decoded: asyncio.Queue[list[Work]] = asyncio.Queue(1)
+        self._model_took = asyncio.Event()
         self._decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="model")
         self._tasks: list[asyncio.Task[None]] = []
@@ -133,12 +148,19 @@ class IngestPipeline:
     # ------------------------------------------------------------------ stage 1: fetch + decode
 
     async def _fetch_loop(self) -> None:
+        """Form batch N+1 when the model takes batch N, and fetch + decode it while N runs.
+
+        Forming the next batch only at that hand-off (not as soon as the previous one is decoded)
+        lets it fill while the model works, so batches grow with load instead of staying small.
+        """
         while True:
             batch = await self.batcher.take()
             t0 = time.perf_counter()
             await asyncio.gather(*(self._load(w) for w in batch if isinstance(w.event, UpsertEvent)))
             m.STAGE_SECONDS.labels("fetch_decode").observe(time.perf_counter() - t0)
-            await self._decoded.put(batch)  # waits while the model is busy: batch N+1 is ready when N ends
+            self._model_took.clear()
+            await self._decoded.put(batch)
+            await self._model_took.wait()
 
     async def _load(self, work: Work) -> None:
         from workers.vision.decode import decode_image
@@ -167,6 +189,7 @@ class IngestPipeline:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._decoded.get()
+            self._model_took.set()
             ready = [w for w in batch if w.image is not None and w.error is None]
             results: dict[int, IndexRecord] = {}
             if ready:

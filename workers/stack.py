@@ -9,6 +9,7 @@ through ``VITRINE_*`` variables: the same settings that point them at real Kafka
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -106,6 +107,7 @@ class LocalStack:
 
     def start(self, kinds: tuple[str, ...] = WORKER_KINDS) -> LocalStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        atexit.register(self.stop)  # a parent that dies of an exception still stops its children
         try:
             if self.kafka_bootstrap is None:
                 svc = start_tansu(log_dir=self.data_dir)
@@ -136,6 +138,7 @@ class LocalStack:
     def stop(self) -> None:
         for worker in self.workers.values():
             worker.stop()
+        self.workers.clear()
         for svc in reversed(self.services):
             svc.stop()
         self.services.clear()
