@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test unit up install kafka-jars minio clean
+.PHONY: demo test unit up install kafka-jars minio clean chaos soak
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,18 @@ up: install
 
 test: install kafka-jars minio
 	$(PY) -m pytest -q
+
+# Crashes, outages and hostile inputs judged by the oracle (the short version runs inside `make test`):
+# the property tests, then 20 SIGKILLs per worker kind, 2 broker restarts, a 30 s Milvus outage, a 20 s
+# object-store outage and every hostile input; the last line printed is the JSON verdict.
+chaos: install kafka-jars minio
+	$(PY) -m pytest -q -p no:cacheprovider tests/chaos/test_chaos_oracle.py tests/chaos/test_chaos_convergence.py tests/chaos/test_chaos_index_retry.py
+	$(VENV)/bin/vitrine chaos --data-dir .vitrine/chaos --json .vitrine/chaos.json
+
+# 30 minutes at half the measured maximum event rate with concurrent queries (SOAK_MINUTES=3 for a short one).
+SOAK_MINUTES ?= 30
+soak: install kafka-jars minio
+	$(VENV)/bin/vitrine soak --data-dir .vitrine/soak --minutes $(SOAK_MINUTES) --json .vitrine/soak.json
 
 unit: install
 	$(PY) -m pytest -q -m "not integration"

@@ -39,7 +39,7 @@ DEFAULT_INDEX_PARAMS: dict[str, dict[str, Any]] = {
     "IVF_FLAT": {"nlist": 1024},
     "FLAT": {},
 }
-DEFAULT_SEARCH_PARAMS: dict[str, dict[str, Any]] = {"HNSW": {"ef": 128}, "IVF_FLAT": {"nprobe": 32}, "FLAT": {}}
+DEFAULT_SEARCH_PARAMS: dict[str, dict[str, Any]] = {"HNSW": {"ef": 512}, "IVF_FLAT": {"nprobe": 32}, "FLAT": {}}
 
 
 def normalise_value(value: Any) -> str:

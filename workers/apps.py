@@ -12,6 +12,7 @@ acknowledged downstream (see the module docstrings of ``workers.ingest`` and ``w
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -73,6 +74,7 @@ def fetch_policy(settings: Settings) -> FetchPolicy:
         allow_private=settings.fetch_allow_private, allow_file=settings.fetch_allow_file,
         file_root=settings.fetch_file_root, max_bytes=settings.fetch_max_bytes,
         timeout_s=settings.fetch_timeout_s, retries=settings.fetch_retries, concurrency=settings.fetch_concurrency,
+        retry_budget_s=settings.fetch_retry_budget_s,
     )
 
 
@@ -113,12 +115,15 @@ def build_ingest_app(settings: Settings, vision: Any) -> Any:
         return await dlq.send(key=(work.key or "").encode(), value=dead_letter_record(work, err, "ingest"))
 
     async def emit(out: Any) -> None:
+        # Straight to the producer: Faust's per-topic send buffer hands messages over one at a time,
+        # which capped a batch of patches at a few hundred per second.
         futures = []
         for work, rec in out:
             if rec is None:
                 futures.append(await send_dead_letter(work, work.error))
             else:
-                futures.append(await enriched.send(key=rec.product_id.encode(), value=encode_record(rec)))
+                futures.append(await app.producer.send(topics.enriched, rec.product_id.encode(), encode_record(rec),
+                                                       None, None, None))
         await asyncio.gather(*futures)  # the broker acknowledged every output ...
         for work, _ in out:
             work.ack()  # ... so the events they cover may be committed
@@ -152,7 +157,10 @@ def build_ingest_app(settings: Settings, vision: Any) -> Any:
                 m.EVENTS_SUPERSEDED.labels("ingest").inc()
                 event.ack()
                 continue
-            if seen is None or ev.version > seen:
+            # Only upserts and deletes are remembered: they are what lets a later, older upsert skip
+            # the GPU. A patch needs no GPU work, and a changelog write per patch (Faust sends those
+            # one at a time) capped patches at ~600/s; skipping it gave ~4x (see the benchmark notes).
+            if ev.type != "patch" and (seen is None or ev.version > seen):
                 versions[ev.product_id] = ev.version
             work.event = ev
             await pipeline.put(work)
@@ -177,7 +185,8 @@ def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
                               value=dead_letter_record(work, DeadLetter(stage, reason, message), "index")))
 
     writer = IndexWriter(index, dead_letter, max_batch=settings.index_batch_max_size,
-                         max_wait_s=settings.index_batch_max_wait_s, flush_interval_s=settings.flush_interval_s)
+                         max_wait_s=settings.index_batch_max_wait_s, flush_interval_s=settings.flush_interval_s,
+                         retry_budget_s=settings.index_retry_budget_s, on_give_up=_exit_tempfail)
 
     @app.task
     async def start_writer() -> None:
@@ -194,6 +203,14 @@ def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
 
     app.vitrine_writer = writer
     return app
+
+
+def _exit_tempfail(exc: BaseException) -> None:
+    """Exit at once with EX_TEMPFAIL: nothing unwritten was acknowledged, so a restart replays it."""
+    import os
+
+    logging.shutdown()
+    os._exit(75)
 
 
 async def _start_index(index: ProductIndex, *, create: bool, via_alias: bool = False) -> None:
@@ -218,7 +235,8 @@ def build_query_app(settings: Settings, vision: Any, layout: IndexLayout) -> Any
     requests = app.topic(topics.requests, partitions=settings.partitions)
     responses = app.topic(topics.responses, partitions=settings.partitions)
     index = ProductIndex(settings.milvus_uri, layout, token=settings.milvus_token.get_secret_value())
-    fetcher = ImageFetcher(fetch_policy(settings), s3_client(settings))
+    # a query must not wait out an object-store outage: its transient errors are retried briefly only
+    fetcher = ImageFetcher(dataclasses.replace(fetch_policy(settings), retry_budget_s=0.0), s3_client(settings))
     service = QueryService(vision, index, fetcher, max_pixels=settings.fetch_max_pixels,
                            max_image_bytes=settings.fetch_max_bytes)
     token = settings.http_token.get_secret_value() if settings.http_token else None

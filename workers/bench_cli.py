@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--queries", type=int, default=200)
     q.add_argument("--index-type", default="HNSW")
     q.add_argument("--partition-key", action="store_true", help="category as the partition key")
+    q.add_argument("--efs", default="16,32,64,128,256,512,1024", help="HNSW ef values to sweep")
+    q.add_argument("--m", type=int, default=16, help="HNSW M")
     q.add_argument("--json", default="bench-query.json")
     q.add_argument("--plot", default="bench-query.png")
     q.set_defaults(func=_query)
@@ -79,7 +81,9 @@ def _query(args: argparse.Namespace) -> int:
         uri = svc.address
     try:
         report = query.run(uri, tuple(int(s) for s in args.sizes.split(",")), dim=args.dim, queries=args.queries,
-                           index_type=args.index_type, partition_key=args.partition_key)
+                           index_type=args.index_type, partition_key=args.partition_key,
+                           efs=tuple(int(e) for e in args.efs.split(",")),
+                           params={"M": args.m, "efConstruction": 200} if args.index_type == "HNSW" else {})
     finally:
         if svc is not None:
             svc.stop()

@@ -8,8 +8,11 @@
 - ``file://`` only when enabled, and only under the configured root (symlinks resolved).
 - At most ``max_bytes`` are read from any source; a larger object is refused, not truncated.
 
-Transient failures (timeouts, 5xx, connection errors) are retried ``retries`` times with backoff
-and then raised as ``FetchError(transient=True)``; permanent ones (404, forbidden, too large) at once.
+Transient failures (timeouts, 5xx, connection errors, an object store that is away) are retried
+with capped exponential backoff (0.2 s doubling to 5 s) for at least ``retries`` tries and until
+``retry_budget_s`` has passed, so an outage of the object store shorter than the budget delays
+events (the pipeline backs up behind the batch, lag grows) but sends none to the DLQ; only then
+is ``FetchError(transient=True)`` raised. Permanent failures (404, forbidden, too large) at once.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ class FetchPolicy:
     max_bytes: int = 20_000_000
     timeout_s: float = 10.0
     retries: int = 3
+    retry_budget_s: float = 0.0  # keep retrying transient errors until this long after the first try
     concurrency: int = 16
     s3_buckets: tuple[str, ...] = field(default_factory=tuple)  # empty = any bucket on the configured store
 
@@ -106,7 +111,10 @@ class ImageFetcher:
             raise RuntimeError("ImageFetcher: call start() first")
         scheme, parts = check_uri(uri, self.policy)
         delay = 0.2
-        for attempt in range(self.policy.retries):
+        give_up_at = time.monotonic() + self.policy.retry_budget_s
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 async with self._sem:
                     if scheme == "s3":
@@ -115,11 +123,10 @@ class ImageFetcher:
                         return await asyncio.to_thread(self._fetch_file, parts)
                     return await self._fetch_http(uri)
             except FetchError as exc:
-                if not exc.transient or attempt == self.policy.retries - 1:
+                if not exc.transient or (attempt >= self.policy.retries and time.monotonic() + delay > give_up_at):
                     raise
             await asyncio.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
+            delay = min(delay * 2, 5.0)
 
     # ------------------------------------------------------------------ sources
 

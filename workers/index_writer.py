@@ -6,8 +6,18 @@ may commit their offsets. A crash before the last step replays the batch; the gu
 replay a no-op. While Milvus is down the writer retries with capped exponential backoff and
 acknowledges nothing, so lag grows on ``index.enriched`` and nothing is lost; it drains on recovery.
 
+Bounded retries: a batch that cannot be written within ``retry_budget_s`` raises ``IndexUnavailable``
+out of the write loop and ``on_give_up`` is called (the worker process exits with status 75,
+EX_TEMPFAIL). Nothing of that batch was acknowledged, so the restarted worker (compose's restart
+policy, a Kubernetes restart) reads it again: a long outage costs restarts, never events. The bound
+exists so that an outage is visible as a crash-looping writer, not as a silently stuck one.
+
 A flush task seals fresh segments every ``flush_interval_s`` when there were writes (unflushed rows
-are searched by brute force: 85 ms against 4 ms at 100k rows in Milvus Lite).
+are searched by brute force: 85 ms against 4 ms at 100k rows in Milvus Lite). A flush never runs
+while a batch is being written (one lock): in Milvus Lite 3.2.2 a partial upsert (a patch, a
+delete) that overlaps a flush can merge into a stale copy of the row and so undo the full upsert
+written just before it (found by the chaos test; reproduced in isolation in
+``tests/chaos/test_chaos_flush_race.py``).
 """
 
 from __future__ import annotations
@@ -48,13 +58,20 @@ class IndexWriter:
         max_wait_s: float = 0.02,
         flush_interval_s: float = 1.0,
         max_backoff_s: float = 5.0,
+        retry_budget_s: float = 300.0,
+        on_give_up: Callable[[BaseException], Any] | None = None,
     ) -> None:
         self.index = index
         self._dead_letter = dead_letter
         self.batcher: Batcher[Item] = Batcher(max_batch, max_wait_s, capacity=max_batch * 2)
         self._flush_interval = flush_interval_s
         self._max_backoff = max_backoff_s
+        self._retry_budget = retry_budget_s
+        self._on_give_up = on_give_up
         self._dirty = False
+        self._milvus_lock = asyncio.Lock()  # writes and flushes, one at a time (see the module docstring)
+        self._last_written: tuple[str, int] | None = None  # (product, version) of the last acknowledged write
+        self._barrier = False  # after a failure: read the last write back before trusting the guard's reads
         self._tasks: list[asyncio.Task[None]] = []
         self.written = 0
 
@@ -72,7 +89,13 @@ class IndexWriter:
     async def _write_loop(self) -> None:
         while True:
             batch = await self.batcher.take()
-            await self.write(batch)
+            try:
+                await self.write(batch)
+            except IndexUnavailable as exc:  # the retry budget is spent: give up, unacknowledged
+                log.critical("giving up on a batch of %d after %.0fs: %s", len(batch), self._retry_budget, exc)
+                if self._on_give_up is not None:
+                    self._on_give_up(exc)
+                raise
 
     async def write(self, batch: Sequence[Item]) -> None:
         records: list[tuple[Item, IndexRecord]] = []
@@ -102,18 +125,41 @@ class IndexWriter:
 
     async def _apply_with_retry(self, records: list[IndexRecord]) -> list[Any]:
         delay = 0.1
+        give_up_at = time.monotonic() + self._retry_budget
         while True:
             t0 = time.perf_counter()
             try:
-                outcomes = await asyncio.to_thread(self.index.apply, records)
+                async with self._milvus_lock:
+                    outcomes = await asyncio.to_thread(self._apply_after_barrier, records)
                 m.STAGE_SECONDS.labels("upsert").observe(time.perf_counter() - t0)
+                for o in reversed(outcomes):
+                    if o.result == INDEXED:
+                        self._last_written = (o.record.product_id, o.record.version)
+                        break
                 return outcomes
             except IndexUnavailable as exc:
+                self._barrier = True
+                if time.monotonic() + delay > give_up_at:
+                    raise
                 m.RETRIES.labels("milvus").inc()
                 log.warning("Milvus write failed, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
                 await asyncio.to_thread(self._reconnect)
+
+    def _apply_after_barrier(self, records: list[IndexRecord]) -> list[Any]:
+        """``index.apply``, but after a failure first check that Milvus shows the last write it
+        acknowledged: the version guard must never read a server that has not caught up (a Milvus
+        Lite server just restarted answered the guard's read with no rows for a moment, which
+        dead-letters patches of known products and would let a late older upsert overwrite a newer row).
+        """
+        if self._barrier and self._last_written is not None:
+            pid, version = self._last_written
+            held = self.index.held([pid]).get(pid)
+            if held is None or held.version < version:
+                raise IndexUnavailable(f"Milvus does not show {pid} v{version} yet (it acknowledged it): waiting")
+        self._barrier = False
+        return self.index.apply(records)
 
     def _reconnect(self) -> None:
         try:
@@ -129,7 +175,8 @@ class IndexWriter:
                 self._dirty = False
                 t0 = time.perf_counter()
                 try:
-                    await asyncio.to_thread(self.index.flush)
+                    async with self._milvus_lock:
+                        await asyncio.to_thread(self.index.flush)
                 except IndexUnavailable as exc:
                     self._dirty = True
                     log.warning("flush failed: %s", exc)

@@ -5,6 +5,10 @@ URI or base64: main region embedded), ``text`` (MiniLM over titles and descripti
 (a photo plus a text modifier: weighted fusion of both searches). Filters are exact matches on the
 scalar fields, escaped (``indexer.filters``).
 
+Photo queries with the trained models also predict the main region's category by fusion (classifier +
+neighbours' categories) and boost or restrict by it (``workers.query_fusion``); the reply says what it
+predicted (``predicted_category``). Text queries boost hits whose attributes the text names (``parsed``).
+
 No request can crash the worker (guarantee 5): every failure maps, in ``ERRORS`` below, to an error
 reply ``{"ok": false, "error": {"code", "message", "field"}}`` and an HTTP status.
 """
@@ -28,6 +32,9 @@ from streams.schema import SearchRequest, parse_search_request
 from workers import metrics as m
 from workers.exceptions import DeadLetter
 from workers.fetch import ImageFetcher
+from workers.query_fusion import SEARCH_POOL, attribute_boost, category_rerank, prediction_json
+from workers.query_parse import parse_query
+from workers.vision.fusion import FusionConfig
 from workers.vision.exceptions import ImageDecodeError
 
 log = logging.getLogger("vitrine.query")
@@ -116,20 +123,29 @@ class QueryService:
                                            exclude_ids=(req.product_id,))
         elif req.kind == "text":
             vec = await self._in_model(lambda: self.vision.embed_text([req.text])[0])
-            hits = await asyncio.to_thread(self.index.search, vec, "text_vec", req.filters, req.k)
+            parsed = parse_query(req.text or "")
+            hits = await asyncio.to_thread(self.index.search, vec, "text_vec", req.filters, max(req.k, SEARCH_POOL))
+            hits = attribute_boost(hits, parsed.boosts())[: req.k]
+            extra["parsed"] = parsed.attributes
         else:
             image = await self._query_image(req)
             analysis = await self._in_model(lambda: self.vision.analyse([image])[0])
             if req.all_regions:
                 extra["regions"] = [{"box": list(r.box), "category": r.category, "score": round(r.score, 4)}
                                     for r in analysis.regions]
+            pool = max(req.k, SEARCH_POOL) if analysis.category_probs is not None else req.k
             if req.kind == "image":
-                hits = await asyncio.to_thread(self.index.search, analysis.image_vec, "image_vec", req.filters, req.k)
+                hits = await asyncio.to_thread(self.index.search, analysis.image_vec, "image_vec", req.filters, pool)
             else:
                 tvec = await self._in_model(lambda: self.vision.embed_text([req.text])[0])
                 hits = await asyncio.to_thread(
                     self.index.search_multi, {"image_vec": analysis.image_vec, "text_vec": tvec},
-                    IMAGE_TEXT_WEIGHTS, req.filters, req.k)
+                    IMAGE_TEXT_WEIGHTS, req.filters, pool)
+            if analysis.category_probs is not None and hits and not req.filters.category:
+                hits, pred = category_rerank(hits, analysis.category_probs, req.k,
+                                             getattr(self.vision, "fusion", FusionConfig()))
+                extra["predicted_category"] = prediction_json(pred, self.vision.model_version)
+            hits = hits[: req.k]
         return {"results": [hit_json(h) for h in hits], "model_version": self.vision.model_version, **extra}
 
     async def _query_image(self, req: SearchRequest) -> np.ndarray:

@@ -182,7 +182,10 @@ def free_port() -> int:
 
 
 def _port_is_free(port: int) -> bool:
+    # SO_REUSEADDR, as the JVM, Go and gRPC servers set it: connections of a stopped server still in
+    # TIME_WAIT do not make its port busy (a live listener still does), so a restart gets it back.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError:

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     fetch_max_pixels: int = Field(40_000_000, description="largest image accepted, pixels (decompression bombs)")
     fetch_timeout_s: float = 10.0
     fetch_retries: int = Field(3, description="tries for transient fetch errors before the DLQ")
+    fetch_retry_budget_s: float = Field(
+        60.0, description="keep retrying transient fetch errors (object store away, 5xx) this long before the DLQ")
     fetch_concurrency: int = 16
 
     # Micro-batching
@@ -62,6 +64,9 @@ class Settings(BaseSettings):
     index_batch_max_size: int = Field(512, description="index writer: most records per Milvus write")
     index_batch_max_wait_s: float = 0.02
     flush_interval_s: float = Field(1.0, description="index writer: seal fresh segments this often")
+    index_retry_budget_s: float = Field(
+        300.0, description="index writer: longest a batch waits for Milvus; then the worker exits with status 75 "
+        "(nothing acknowledged: its restart replays the batch)")
 
     # Models
     device: str = Field("cpu", description="cpu, cuda or cuda:N")

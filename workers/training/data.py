@@ -42,7 +42,7 @@ SPLITS: dict[str, float] = {"catalog": 0.2, "realshot": 0.5, "street": 0.5}
 
 def product_unit(product_id: str) -> str:
     """The split unit of a catalogue product: its id without the ``-b`` twin suffix."""
-    return product_id[:-2] if product_id.endswith("-b") else product_id
+    return product_id.removesuffix("-b")
 
 
 def is_heldout(unit: str, frac: float, seed: int = 0) -> bool:

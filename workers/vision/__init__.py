@@ -4,7 +4,9 @@ Owns image decoding (bytes -> RGB array, with the decompression-bomb guard), the
 protocols (Detector, Tagger, Embedder, TextEmbedder), their real implementations
 (EfficientNet-Lite0 appearance embedder, colour tagger and histogram, all-MiniLM-L6-v2 text
 embedder, whole-image detector), deterministic fakes, and the ``VisionPipeline`` that combines
-them.
+them. The trained heads (``trained``, ``trained_pipeline``, ``heads``: ROI detector, attribute
+tagger over the ``taxonomy``, 256-d retrieval projection; weights shipped in ``weights/``) share
+one backbone forward (``backbone``); ``fusion`` fuses the category classifier with neighbours.
 
 Must not import: Faust, Kafka clients (kafka-python, aiokafka), pymilvus, MinIO/S3 or any network
 code, and must not read ``os.environ``. Importing it loads no weights; ``load()`` does. Tested by

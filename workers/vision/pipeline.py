@@ -40,6 +40,9 @@ class ImageAnalysis:
     colour_vec: np.ndarray  # (Dc,) float32, unit L2 norm, from the main region
     regions: list[Region] = field(default_factory=list)  # all regions, main first
     tags: dict[str, Tag] = field(default_factory=dict)  # attributes of the main region
+    # (C,) float32 classifier probabilities over GROUPS["category"] for the main region, when the
+    # tagger gives them (trained models); the query worker fuses them with the neighbours' categories.
+    category_probs: np.ndarray | None = None
 
 
 def crop_region(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -72,7 +75,25 @@ class VisionPipeline:
 
     @classmethod
     def real(cls, device: str = "cpu", dtype: str = "float32") -> VisionPipeline:
-        """The production models on ``device``, not loaded yet (call ``load()``)."""
+        """The production models on ``device``, not loaded yet (call ``load()``).
+
+        With the shipped head weights (``workers/vision/weights``): the trained ROI detector,
+        attribute tagger and 256-d retrieval projection on one shared backbone forward
+        (``TrainedVisionPipeline``). Without them: whole image, colour tagger, pooled ImageNet
+        features (the untrained baseline).
+        """
+        from workers.vision.trained import read_manifest
+
+        manifest = read_manifest()
+        if manifest is not None:
+            from workers.vision.trained_pipeline import TrainedVisionPipeline
+
+            return TrainedVisionPipeline.from_manifest(manifest, device=device)
+        return cls.baseline(device=device, dtype=dtype)
+
+    @classmethod
+    def baseline(cls, device: str = "cpu", dtype: str = "float32") -> VisionPipeline:
+        """The untrained pipeline: whole image, colour tagger, pooled ImageNet features (1280-d)."""
         return cls(
             detector=WholeImageDetector(),
             tagger=ColourTagger(),

@@ -47,8 +47,8 @@ def test_main_region_is_cropped() -> None:
     assert crop_region(image, (60, 60, 70, 70)).shape == image.shape  # outside: whole image
 
 
-def test_real_pipeline_lifecycle_and_version(catalog) -> None:  # type: ignore[no-untyped-def]
-    p = VisionPipeline.real()
+def test_baseline_pipeline_lifecycle_and_version(catalog) -> None:  # type: ignore[no-untyped-def]
+    p = VisionPipeline.baseline()
     assert p.model_version == (
         "whole-image@1+colour-tag@1+effnet-lite0-gap@1+colour-hist@1+all-MiniLM-L6-v2@1"
     )

@@ -1,0 +1,65 @@
+"""Regression test for a bug the chaos test found: in Milvus Lite 3.2.2 a partial upsert (a patch)
+that overlaps a flush can merge into a stale copy of the row, undoing the full upsert written just
+before it (the row ends at the patch's version with an older upsert's fields and vectors).
+
+The index writer now never flushes while it writes (its version-guard read included). Here its flush
+loop spins (interval 0) while it writes upsert/patch pairs through the real ``ProductIndex`` on the
+Milvus Lite server; every row must hold the newest upsert's fields at the patch's version. Without
+the writer's lock the same loop saw about one stale row in six pairs. (A read that overlaps a flush
+may itself see the row one write behind, so the checks read between flushes too.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest
+
+from indexer.schema import IndexLayout
+from indexer.store import ProductIndex
+from streams.codecs import IndexRecord, SourceRef, encode_record
+from workers.index_writer import IndexWriter, Item
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+def _items(records: list[IndexRecord]) -> list[Item]:
+    return [Item(encode_record(r), SourceRef("t", 0, i), r.product_id, lambda: None) for i, r in enumerate(records)]
+
+
+async def _no_dead_letters(*_: Any) -> None:
+    raise AssertionError("nothing here should be dead-lettered")
+
+
+def test_patches_never_merge_into_a_stale_row_while_flushes_run(milvus: Any) -> None:
+    layout = IndexLayout("m@1", {"image_vec": 4}, index_type="FLAT", alias=f"race_{uuid.uuid4().hex[:8]}")
+    index = ProductIndex(milvus.address, layout).start()
+    writer = IndexWriter(index, _no_dead_letters, flush_interval_s=0.0)  # type: ignore[arg-type]
+    pids = [f"p{i}" for i in range(5)]
+    stale: list[str] = []
+
+    async def main() -> int:
+        flushes = asyncio.ensure_future(writer._flush_loop())  # noqa: SLF001 - the loop under test
+        try:
+            for v in range(1, 121, 2):
+                await writer.write(_items([IndexRecord("upsert", p, v, 1.0, {"title": f"t{v}", "price": 1.0},
+                                                       {"image_vec": np.ones(4, np.float32)}) for p in pids]))
+                await writer.write(_items([IndexRecord("patch", p, v + 1, 1.0, {"price": float(v)}) for p in pids]))
+                for p in pids:
+                    async with writer._milvus_lock:  # noqa: SLF001 - a read that overlaps a flush may be stale
+                        row = await asyncio.to_thread(index.get, p)
+                    if row is None or (row["version"], row["title"]) != (v + 1, f"t{v}"):
+                        stale.append(f"{p} after t{v}+patch: {row and (row['version'], row['title'])}")
+            return 60
+        finally:
+            flushes.cancel()
+
+    try:
+        pairs = asyncio.run(main())
+    finally:
+        index.close()
+    assert pairs == 60
+    assert not stale, stale[:5]

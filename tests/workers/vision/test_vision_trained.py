@@ -1,0 +1,101 @@
+"""The shipped trained heads: contracts on real weights (bundled CC0 sample photos, no shared data)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from vision_testdata import REPO_ROOT, load_rgb
+
+from workers.vision import ModelNotLoadedError, VisionPipeline
+from workers.vision.taxonomy import GROUPS
+from workers.vision.trained import WEIGHTS_DIR, needs_crop, read_manifest
+from workers.vision.trained_pipeline import TrainedVisionPipeline
+
+SAMPLE = REPO_ROOT / "workers" / "sample" / "images"
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> TrainedVisionPipeline:
+    p = VisionPipeline.real()
+    assert isinstance(p, TrainedVisionPipeline), "shipped weights missing from workers/vision/weights"
+    p.load()
+    return p
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[np.ndarray]:
+    paths = sorted(SAMPLE.glob("*.jpg"))[::40][:5]
+    return [load_rgb(str(p)) for p in paths]
+
+
+def test_weights_shipped_small_and_recorded() -> None:
+    manifest = read_manifest()
+    assert manifest is not None
+    total = sum(f.stat().st_size for f in WEIGHTS_DIR.iterdir())
+    assert total < 10 * 2**20
+    for head, entry in manifest.items():
+        record = json.loads((WEIGHTS_DIR / f"{head}.json").read_text())
+        assert record["version"] == entry["version"] and record["seed"] == 0
+        assert {"data", "split", "sizes", "trained_seconds_total"} <= set(record)
+
+
+def test_version_names_every_model_and_load_is_required() -> None:
+    p = VisionPipeline.real()
+    manifest = read_manifest()
+    assert manifest is not None
+    parts = p.model_version.split("+")
+    assert [x.split("@")[0] for x in parts] == [
+        "roi-centernet", "attr-tagger", "effnet-lite0-proj", "colour-hist", "all-MiniLM-L6-v2"]
+    assert parts[0] == f"roi-centernet@{manifest['detector']['version']}"
+    assert (p.image_dim, p.colour_dim, p.text_dim) == (256, 64, 384)
+    with pytest.raises(ModelNotLoadedError):
+        p.analyse([np.zeros((32, 32, 3), np.uint8)])
+
+
+def test_analyse_contract_and_determinism(pipeline: TrainedVisionPipeline, photos: list[np.ndarray]) -> None:
+    out = pipeline.analyse(photos)
+    again = pipeline.analyse(photos)
+    assert len(out) == len(photos)
+    for a, b, img in zip(out, again, photos):
+        h, w = img.shape[:2]
+        assert a.image_vec.shape == (256,) and a.image_vec.dtype == np.float32
+        assert abs(float(np.linalg.norm(a.image_vec)) - 1) < 1e-4
+        np.testing.assert_allclose(a.image_vec, b.image_vec, atol=1e-5)
+        assert a.regions and [r.score for r in a.regions] == sorted((r.score for r in a.regions), reverse=True)
+        for r in a.regions:
+            x0, y0, x1, y1 = r.box
+            assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+            assert r.category in GROUPS["category"] and 0 <= r.score <= 1
+        assert set(a.tags) == set(GROUPS)
+        for group, tag in a.tags.items():
+            assert tag.value in GROUPS[group] and 0 <= tag.confidence <= 1 and tag.source == "model"
+        assert a.category_probs is not None and abs(float(a.category_probs.sum()) - 1) < 1e-4
+        assert a.tags["category"].value == GROUPS["category"][int(a.category_probs.argmax())]
+    assert pipeline.analyse([]) == []
+
+
+def test_models_alone_agree_with_the_pipeline(pipeline: TrainedVisionPipeline, photos: list[np.ndarray]) -> None:
+    regions = pipeline.detector.detect(photos)
+    out = pipeline.analyse(photos)
+    assert [r[0].box for r in regions] == [a.regions[0].box for a in out]
+    whole = [i for i, (img, r) in enumerate(zip(photos, regions)) if not needs_crop(r[0], *img.shape[:2])]
+    if whole:  # main region large: the pipeline embeds the whole-image forward
+        vecs = pipeline.embedder.embed([photos[i] for i in whole])
+        np.testing.assert_allclose(vecs, np.stack([out[i].image_vec for i in whole]), atol=1e-4)
+    tags = pipeline.tagger.tag(photos[:1])
+    assert set(tags[0]) == set(GROUPS)
+    assert pipeline.embedder.embed([]).shape == (0, 256)
+
+
+def test_sample_photos_get_a_sensible_category(pipeline: TrainedVisionPipeline) -> None:
+    """The bundled sample is 264 real-shot photos, 24 per category: most should be named right."""
+    import csv
+
+    with open(REPO_ROOT / "workers" / "sample" / "catalog.csv", newline="") as f:
+        rows = list(csv.DictReader(f))[::12]
+    images = [load_rgb(str(SAMPLE.parent / r["image"])) for r in rows]
+    out = pipeline.analyse(images)
+    right = np.mean([a.tags["category"].value == r["category"] for a, r in zip(out, rows)])
+    assert right >= 0.6, right
