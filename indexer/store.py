@@ -32,6 +32,19 @@ from indexer.guard import Held, Outcome, plan_writes
 from indexer.schema import SCALAR_OUTPUT, IndexLayout
 
 
+#: gRPC keepalive for every Milvus client: ping only while a call is in flight, once a minute. The
+#: pymilvus default (every 10 s, also when idle) makes a gRPC server that enforces the default 5-minute
+#: idle ping interval (the Milvus Lite server does) answer "Too many pings" and drop the channel.
+GRPC_OPTIONS = {"grpc.keepalive_time_ms": 60_000, "grpc.keepalive_permit_without_calls": False}
+
+
+def connect(uri: str, *, token: str = "", timeout: float = 10.0) -> Any:
+    """A ``MilvusClient`` with vitrine's gRPC options."""
+    from pymilvus import MilvusClient
+
+    return MilvusClient(uri=uri, token=token, timeout=timeout, grpc_options=GRPC_OPTIONS)
+
+
 @dataclass(frozen=True)
 class SearchHit:
     product_id: str
@@ -56,10 +69,8 @@ class ProductIndex:
         With ``via_alias`` the index reads through the alias and checks that the collection behind it
         was built by this model version (``ModelMismatch`` otherwise).
         """
-        from pymilvus import MilvusClient
-
         try:
-            self._client = MilvusClient(uri=self._uri, token=self._token, timeout=self._timeout)
+            self._client = connect(self._uri, token=self._token, timeout=self._timeout)
             c = self._client
             if create and not c.has_collection(self.collection):
                 schema, index = self.layout.build_schema(c)

@@ -171,9 +171,11 @@ DIM_APP, DIM_COL = 8, 4
 @pytest.fixture
 def collection(milvus: Any, unique_name: Callable[..., str]) -> Iterator[tuple[Any, str, dict[str, Any]]]:
     """A loaded collection with two vector fields, a VARCHAR pk and scalar filters; 40 rows."""
-    from pymilvus import DataType, MilvusClient
+    from pymilvus import DataType
 
-    client = MilvusClient(uri=milvus.address)
+    from indexer.store import connect
+
+    client = connect(milvus.address)
     name = unique_name("coll")
     schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=64)

@@ -533,9 +533,9 @@ def start_tansu(port: int | None = None, log_dir: Path | None = None, timeout: f
 
 
 def _milvus_answers(uri: str) -> bool:
-    from pymilvus import MilvusClient
+    from indexer.store import connect
 
-    client = MilvusClient(uri=uri, timeout=2)
+    client = connect(uri, timeout=2)
     try:
         client.list_collections()
         return True

@@ -177,9 +177,9 @@ def test_product_index_on_milvus_lite_converges_to_the_oracle(milvus: Any, log: 
         assert v.ok, v.explain()
         assert sum(v.outcomes.values()) == len(log)
     finally:
-        from pymilvus import MilvusClient
+        from indexer.store import connect
 
-        c = MilvusClient(uri=milvus.address)
+        c = connect(milvus.address)
         c.drop_alias(layout.alias)
         c.drop_collection(layout.collection)
         c.close()

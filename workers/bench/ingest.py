@@ -51,7 +51,7 @@ def model_only(vision: Any, blobs: list[bytes], batch: int, decode_workers: int 
 def naive(vision: Any, bootstrap: str, milvus_uri: str, images: list[Path], root: Path) -> dict[str, float]:
     """One message at a time: poll 1 -> fetch -> decode -> models -> Milvus insert -> commit."""
     from kafka import KafkaConsumer, KafkaProducer
-    from pymilvus import MilvusClient
+    from indexer.store import connect
 
     from indexer.schema import IndexLayout
     from streams.admin import ensure_topics
@@ -68,7 +68,7 @@ def naive(vision: Any, bootstrap: str, milvus_uri: str, images: list[Path], root
     prod.close()
     layout = IndexLayout(vision.model_version, {"image_vec": vision.image_dim, "colour_vec": vision.colour_dim,
                                                 "text_vec": vision.text_dim}, alias=f"{prefix}_products")
-    client = MilvusClient(uri=milvus_uri)
+    client = connect(milvus_uri)
     schema, index = layout.build_schema(client)
     client.create_collection(layout.collection, schema=schema, index_params=index, consistency_level="Strong")
     consumer = KafkaConsumer(topics.events, bootstrap_servers=bootstrap, group_id=prefix, enable_auto_commit=False,

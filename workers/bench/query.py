@@ -98,10 +98,10 @@ def sweep(client: Any, name: str, x: np.ndarray, cats: np.ndarray, queries: np.n
 def run(uri: str, sizes: tuple[int, ...], dim: int = 256, queries: int = 200, k: int = 10,
         efs: tuple[int, ...] = (16, 32, 64, 128, 256), index_type: str = "HNSW",
         params: dict[str, Any] | None = None, partition_key: bool = False) -> dict[str, Any]:
-    from pymilvus import MilvusClient
+    from indexer.store import connect
 
     params = params or {"M": 16, "efConstruction": 200}
-    client = MilvusClient(uri=uri)
+    client = connect(uri)
     report: dict[str, Any] = {"uri": uri, "dim": dim, "index_type": index_type, "params": params,
                               "partition_key": partition_key, "sizes": {}}
     for n in sizes:

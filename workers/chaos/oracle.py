@@ -242,11 +242,11 @@ class IndexSnapshot:
 def snapshot_index(uri: str, collection: str, product_ids: Iterable[str], *, token: str = "",
                    vectors: bool = True, chunk: int = 200) -> IndexSnapshot:
     """Read every row of ``collection`` that the oracle knows of, plus every primary key in it."""
-    from pymilvus import MilvusClient
+    from indexer.store import connect
 
     from indexer.filters import quote
 
-    client = MilvusClient(uri=uri, token=token, timeout=60)
+    client = connect(uri, token=token, timeout=60)
     try:
         out = ["product_id", "version", "deleted", "image_uri", *CHECKED_FIELDS]
         if vectors:
