@@ -144,7 +144,7 @@ def build_ingest_app(settings: Settings, vision: Any) -> Any:
         async for event in stream.noack().events():
             raw, source, key = _source(event)
             work = Work(raw=raw, source=source, key=key, ack=event.ack)
-            ev, err, _ = admit(raw, None)
+            ev, err = admit(raw)
             m.EVENTS_CONSUMED.labels("ingest", ev.type if ev else "invalid").inc()
             if err is not None:
                 work.event = ev

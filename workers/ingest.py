@@ -223,12 +223,9 @@ class IngestPipeline:
         return self.vision.analyse(images), self.vision.embed_text(texts)
 
 
-def admit(raw: bytes, seen_version: int | None) -> tuple[Event | None, DeadLetter | None, bool]:
-    """Validate and apply the ingest-side guard: (event, error, skip). Pure, for the agent and tests."""
+def admit(raw: bytes) -> tuple[Event | None, DeadLetter | None]:
+    """Validate one raw event: ``(event, None)``, or ``(None, DeadLetter)`` naming the field and reason."""
     try:
-        ev = parse_event(raw)
+        return parse_event(raw), None
     except InvalidEvent as exc:
-        return None, DeadLetter("validate", exc.reason, str(exc)), False
-    if seen_version is not None and ev.version < seen_version:
-        return ev, None, True
-    return ev, None, False
+        return None, DeadLetter("validate", exc.reason, str(exc))
