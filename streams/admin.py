@@ -35,3 +35,48 @@ def ensure_topics(bootstrap: str, topics: TopicSet, *, client_options: Mapping[s
         return [t.name for t in new]
     finally:
         admin.close()
+
+
+def wait_for_broker(bootstrap: str, timeout: float, *, client_options: Mapping[str, Any] | None = None) -> None:
+    """Block until a broker at ``bootstrap`` accepts a connection and answers a metadata request,
+    logging while it does not. Raises ``TimeoutError`` after ``timeout`` seconds."""
+    import logging
+
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    log = logging.getLogger("vitrine")
+    deadline = time.monotonic() + timeout
+    delay = 0.5
+    addresses = [b.strip().rsplit(":", 1) for b in bootstrap.split(",")]
+    while True:
+        problem: Exception
+        # kafka-python blocks ~30 s on a refused bootstrap: try a plain connection first
+        if not any(_accepts(host, int(port)) for host, port in addresses):
+            problem = ConnectionRefusedError(f"no broker accepts connections at {bootstrap}")
+        else:
+            try:
+                consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000,
+                                         **dict(client_options or {}))
+                try:
+                    consumer.topics()  # a metadata round trip
+                    return
+                finally:
+                    consumer.close()
+            except (KafkaError, OSError) as exc:
+                problem = exc
+        if time.monotonic() + delay > deadline:
+            raise TimeoutError(f"Kafka at {bootstrap} not reachable for {timeout:.0f}s: {problem!r}") from problem
+        log.warning("Kafka at %s not reachable (%r): retrying in %.1fs", bootstrap, problem, delay)
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def _accepts(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection((host, port), 1).close()
+        return True
+    except OSError:
+        return False

@@ -14,20 +14,31 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from workers.settings import Settings
+
+
+#: Set across an in-place restart (``os.execv``): "<restarts> <start time>" of this worker process.
+_RESTARTS_ENV = "VITRINE_WORKER_KAFKA_RESTARTS"
 
 
 def run_worker(kind: str) -> None:
+    """One worker process. Kafka not reachable is waited out, not a crash (see ``_restart_in_place``)."""
     from workers.settings import Settings
 
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from streams.admin import ensure_topics
+    from streams.admin import ensure_topics, wait_for_broker
     from workers.apps import build_index_app, build_ingest_app, build_query_app, layout_for
     from workers.vision.pipeline import VisionPipeline
 
+    started = time.time()
     vision = VisionPipeline.real(device=settings.device)
     layout = layout_for(settings, vision)
+    wait_for_broker(settings.kafka_bootstrap, settings.kafka_wait_s, client_options=settings.kafka_options())
     ensure_topics(settings.kafka_bootstrap, settings.topics, client_options=settings.kafka_options())
     if kind == "ingest":
         vision.load()
@@ -39,7 +50,51 @@ def run_worker(kind: str) -> None:
         app = build_query_app(settings, vision, layout)
     from faust import Worker
 
-    Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False).execute_from_commandline()
+    try:
+        Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False).execute_from_commandline()
+    except (Exception, SystemExit) as exc:  # Faust's runner turns a crash into SystemExit(1) from the error
+        if isinstance(exc, SystemExit) and exc.code in (0, None) or not _kafka_failure(exc):
+            raise
+        _restart_in_place(kind, settings, exc, started)
+
+
+def _kafka_failure(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) is a Kafka client error: the broker, not this worker, failed."""
+    from aiokafka.errors import KafkaError as AioKafkaError
+    from kafka.errors import KafkaError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, AioKafkaError | KafkaError | ConnectionError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _restart_in_place(kind: str, settings: Settings, exc: BaseException, started: float) -> None:
+    """Faust gives up when the broker fails while it starts (a broker restart answers NodeNotReady for a
+    moment): wait for the broker, then start this worker afresh in the same process (``os.execv``), so
+    a broker restart never crashes a worker. Nothing was acknowledged that was not written, so the new
+    start simply resumes from the committed offsets. Bounded: ``kafka_wait_s`` of trying, then exit 1."""
+    from streams.admin import wait_for_broker
+
+    log = logging.getLogger("vitrine")
+    restarts, first = 0, started
+    if prev := os.environ.get(_RESTARTS_ENV):
+        n, t = prev.split()
+        if started - float(t) < settings.kafka_wait_s:
+            restarts, first = int(n), float(t)
+    if time.time() - first > settings.kafka_wait_s:
+        log.critical("Kafka kept failing for %.0fs: giving up (%r)", time.time() - first, exc)
+        raise SystemExit(1) from exc
+    log.warning("Kafka failed under the starting %s worker (%r): waiting for the broker, then restarting "
+                "in place (restart %d)", kind, exc, restarts + 1)
+    wait_for_broker(settings.kafka_bootstrap, settings.kafka_wait_s,
+                    client_options=settings.kafka_options())
+    time.sleep(min(2.0 ** restarts, 10.0))
+    os.environ[_RESTARTS_ENV] = f"{restarts + 1} {first}"
+    logging.shutdown()
+    os.execv(sys.executable, [sys.executable, "-m", "workers.cli", "worker", kind])
 
 
 def cmd_up(args: argparse.Namespace) -> None:

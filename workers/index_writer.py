@@ -129,8 +129,10 @@ class IndexWriter:
         while True:
             t0 = time.perf_counter()
             try:
+                misses = self.index.read_misses
                 async with self._milvus_lock:
                     outcomes = await asyncio.to_thread(self._apply_after_barrier, records)
+                m.GUARD_READ_MISSES.inc(self.index.read_misses - misses)
                 m.STAGE_SECONDS.labels("upsert").observe(time.perf_counter() - t0)
                 for o in reversed(outcomes):
                     if o.result == INDEXED:

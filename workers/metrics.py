@@ -21,5 +21,7 @@ FRESHNESS = Histogram("vitrine_index_freshness_seconds", "Event time to Milvus a
 QUERIES = Counter("vitrine_queries_total", "Search requests, by kind, transport and outcome", ["kind", "transport", "outcome"])
 QUERY_SECONDS = Histogram("vitrine_query_seconds", "Search latency by kind", ["kind"], buckets=_LATENCY)
 ERRORS = Counter("vitrine_errors_total", "Unexpected errors, by worker and where", ["worker", "where"])
+GUARD_READ_MISSES = Counter("vitrine_guard_read_misses_total",
+                            "Rows a confirming re-read found that the version guard's first read missed")
 RETRIES = Counter("vitrine_retries_total", "Retries of a dependency, by dependency", ["dependency"])
 IN_FLIGHT = Gauge("vitrine_in_flight_events", "Events consumed and not yet acknowledged", ["worker"])

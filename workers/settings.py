@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("vitrine", description="topic names are <prefix>.catalog.events, ...")
     partitions: int = Field(4, description="partitions of each topic created by vitrine")
     session_timeout_s: float = Field(10.0, description="consumer group session timeout")
+    kafka_wait_s: float = Field(
+        300.0, description="a worker that cannot reach Kafka (at start, or when the broker fails under a "
+        "starting worker) waits this long for it, restarting in place, before it exits")
 
     # Milvus
     milvus_uri: str = Field("http://127.0.0.1:19530", description="Milvus (or Milvus Lite server) URI")

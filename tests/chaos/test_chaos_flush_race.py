@@ -63,3 +63,34 @@ def test_patches_never_merge_into_a_stale_row_while_flushes_run(milvus: Any) -> 
         index.close()
     assert pairs == 60
     assert not stale, stale[:5]
+
+
+def test_a_patch_is_dead_lettered_as_unknown_only_after_a_confirming_re_read(milvus: Any) -> None:
+    """The chaos run dead-lettered a few patches as ``patch_of_unknown_product`` although their
+    upserts were acknowledged: a read that missed rows. ``apply`` now re-reads before that verdict.
+    Here the upsert lands right after the guard's first read (what a missed read looks like to it)."""
+    layout = IndexLayout("m@1", {"image_vec": 4}, index_type="FLAT", alias=f"miss_{uuid.uuid4().hex[:8]}")
+    other = ProductIndex(milvus.address, layout).start()
+    upsert = IndexRecord("upsert", "late", 1, 1.0, {"title": "t1", "price": 1.0}, {"image_vec": np.ones(4, np.float32)})
+
+    class WriteAfterFirstRead(ProductIndex):
+        reads = 0
+
+        def held(self, product_ids: Any) -> Any:
+            out = super().held(product_ids)
+            self.reads += 1
+            if self.reads == 1:
+                other.apply([upsert])
+            return out
+
+    index = WriteAfterFirstRead(milvus.address, layout).start()
+    try:
+        outcomes = index.apply([IndexRecord("patch", "late", 2, 1.0, {"price": 5.0}),
+                                IndexRecord("patch", "never", 2, 1.0, {"price": 5.0})])
+        assert [o.result for o in outcomes] == ["indexed", "patch_of_unknown_product"]
+        assert index.read_misses == 1
+        row = index.get("late")
+        assert row is not None and (row["version"], row["price"], row["title"]) == (2, 5.0, "t1")
+    finally:
+        index.close()
+        other.close()

@@ -25,6 +25,7 @@ class FlakyIndex:
         self.acked_during_outage = False
         self.calls = 0
         self.reconnects = 0
+        self.read_misses = 0
 
     def apply(self, records: list[IndexRecord]) -> list[Outcome]:
         self.calls += 1
