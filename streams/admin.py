@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from streams.topics import TopicSet
+
+#: Client-library loggers whose DEBUG records carry the Kafka password: kafka-python logs its whole
+#: configuration (``sasl_plain_password``), and it and aiokafka log every SASL request with its PLAIN token.
+CLIENT_LOGGERS = ("kafka", "aiokafka")
+
+
+def quiet_client_debug_logs() -> None:
+    """Keep the Kafka client libraries at INFO or above, whatever the process's level: their DEBUG
+    records would put the SASL password in the log. Called before any client gets credentials."""
+    for name in CLIENT_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
 
 
 def ensure_topics(bootstrap: str, topics: TopicSet, *, client_options: Mapping[str, Any] | None = None,
@@ -15,6 +29,7 @@ def ensure_topics(bootstrap: str, topics: TopicSet, *, client_options: Mapping[s
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+    quiet_client_debug_logs()
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -40,11 +55,10 @@ def ensure_topics(bootstrap: str, topics: TopicSet, *, client_options: Mapping[s
 def wait_for_broker(bootstrap: str, timeout: float, *, client_options: Mapping[str, Any] | None = None) -> None:
     """Block until a broker at ``bootstrap`` accepts a connection and answers a metadata request,
     logging while it does not. Raises ``TimeoutError`` after ``timeout`` seconds."""
-    import logging
-
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
+    quiet_client_debug_logs()
     log = logging.getLogger("vitrine")
     deadline = time.monotonic() + timeout
     delay = 0.5

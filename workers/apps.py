@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from indexer.exceptions import IndexUnavailable
 from indexer.schema import IndexLayout
 from indexer.store import ProductIndex
+from streams.admin import quiet_client_debug_logs
 from streams.app import make_app
 from streams.codecs import SourceRef, dumps, encode_record
 from workers import metrics as m
@@ -35,6 +36,7 @@ log = logging.getLogger("vitrine")
 
 
 def _app(settings: Settings, name: str) -> Any:
+    quiet_client_debug_logs()  # aiokafka's DEBUG records carry the SASL password
     app = make_app(
         f"vitrine-{name}", settings.kafka_bootstrap, web_host=settings.http_host, web_port=settings.http_port,
         data_dir=settings.data_dir, partitions=settings.partitions, session_timeout_s=settings.session_timeout_s,
@@ -55,17 +57,24 @@ def _app(settings: Settings, name: str) -> Any:
 
 
 def _credentials(settings: Settings) -> Any:
-    if settings.kafka_security_protocol == "PLAINTEXT":
-        return None
-    import faust
+    """Faust's credentials for the security protocol that ``settings.kafka_options()`` gives kafka-python.
 
-    password = settings.kafka_password.get_secret_value() if settings.kafka_password else ""
-    if settings.kafka_sasl_mechanism:
-        return faust.SASLCredentials(username=settings.kafka_username, password=password,
-                                     mechanism=settings.kafka_sasl_mechanism)
+    The protocol decides, not the mechanism; Faust's ``SASLCredentials`` means SASL_SSL only when
+    given an SSL context (without one it is SASL_PLAINTEXT: a SASL_SSL setting would go out in clear).
+    """
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
     import ssl
 
-    return faust.SSLCredentials(ssl.create_default_context(cafile=settings.kafka_ssl_cafile))
+    import faust
+
+    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile) if protocol.endswith("SSL") else None
+    if not protocol.startswith("SASL"):
+        return faust.SSLCredentials(context)
+    password = settings.kafka_password.get_secret_value() if settings.kafka_password else ""
+    return faust.SASLCredentials(username=settings.kafka_username, password=password,
+                                 mechanism=settings.kafka_sasl_mechanism, ssl_context=context)
 
 
 def fetch_policy(settings: Settings) -> FetchPolicy:

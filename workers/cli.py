@@ -53,22 +53,23 @@ def run_worker(kind: str) -> None:
     try:
         Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False).execute_from_commandline()
     except (Exception, SystemExit) as exc:  # Faust's runner turns a crash into SystemExit(1) from the error
-        if isinstance(exc, SystemExit) and exc.code in (0, None) or not _kafka_failure(exc):
+        cause = None if isinstance(exc, SystemExit) and exc.code in (0, None) else _kafka_failure(exc)
+        if cause is None:
             raise
-        _restart_in_place(kind, settings, exc, started)
+        _restart_in_place(kind, settings, cause, started)
 
 
-def _kafka_failure(exc: BaseException) -> bool:
-    """True when ``exc`` (or what caused it) is a Kafka client error: the broker, not this worker, failed."""
+def _kafka_failure(exc: BaseException) -> BaseException | None:
+    """The Kafka client error that ``exc`` is or came from (the broker, not this worker, failed), or None."""
     from aiokafka.errors import KafkaError as AioKafkaError
     from kafka.errors import KafkaError
 
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, AioKafkaError | KafkaError | ConnectionError):
-            return True
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
 def _restart_in_place(kind: str, settings: Settings, exc: BaseException, started: float) -> None:

@@ -45,6 +45,7 @@ from typing import IO
 
 __all__ = [
     "KAFKA_LIBS_DIR",
+    "KafkaService",
     "S3Service",
     "Service",
     "ServiceStartError",
@@ -138,6 +139,14 @@ class Service:
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         return _tail(self.log_path, lines)
+
+
+@dataclass
+class KafkaService(Service):
+    """An Apache Kafka broker. ``address`` is its PLAINTEXT listener; ``sasl_address`` its
+    SASL_PLAINTEXT listener (mechanism PLAIN) when started with ``sasl_users``, else None."""
+
+    sasl_address: str | None = None
 
 
 @dataclass
@@ -352,16 +361,37 @@ def kafka_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
         consumer.close()
 
 
-def _kafka_properties(data_dir: Path, port: int, controller_port: int) -> str:
+def _kafka_sasl_properties(sasl_port: int | None, users: Mapping[str, str] | None) -> list[str]:
+    """Mechanism PLAIN on the SASL_PLAINTEXT listener, with one JAAS ``user_NAME="PW"`` per user."""
+    if sasl_port is None or not users:
+        return []
+
+    def quoted(text: str) -> str:  # a JAAS string, then escaped again for the .properties reader
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\\", "\\\\") + '"'
+
+    options = " ".join(f"user_{name}={quoted(pw)}" for name, pw in users.items())
+    return [
+        "sasl.enabled.mechanisms=PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+        f"org.apache.kafka.common.security.plain.PlainLoginModule required {options};",
+    ]
+
+
+def _kafka_properties(
+    data_dir: Path, port: int, controller_port: int, sasl_port: int | None = None,
+    sasl_users: Mapping[str, str] | None = None,
+) -> str:
+    sasl = f",SASL_PLAINTEXT://{LOOPBACK}:{sasl_port}" if sasl_port is not None else ""
     return "\n".join(
         [
             "# Written by workers/services.py:start_kafka. KRaft single node on loopback.",
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@{LOOPBACK}:{controller_port}",
-            f"listeners=PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://{LOOPBACK}:{port}",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"listeners=PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}{sasl}",
+            f"advertised.listeners=PLAINTEXT://{LOOPBACK}:{port}{sasl}",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            *_kafka_sasl_properties(sasl_port, sasl_users),
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
             f"log.dirs={data_dir / 'logs'}",
@@ -399,29 +429,33 @@ def start_kafka(
     timeout: float = 60,
     java: str | None = None,
     heap: str = "512m",
-) -> Service:
+    sasl_users: Mapping[str, str] | None = None,
+) -> KafkaService:
     """Start Apache Kafka (KRaft, broker and controller in one JVM) on ``127.0.0.1:port``.
 
-    ``data_dir`` holds ``server.properties``, ``ports`` (the broker and controller ports), the
-    log directory ``logs/`` and ``kafka.log``. A fresh directory is formatted with a new cluster
-    id; a formatted one is reused as is (restart keeps topics, records and offsets), and when
-    ``port`` is None a restart takes the previous ports again if they are free. Address:
-    ``127.0.0.1:P``. Ready when a metadata request succeeds.
+    ``data_dir`` holds ``server.properties``, ``ports`` (the broker and controller ports, then the
+    SASL port if any), the log directory ``logs/`` and ``kafka.log``. A fresh directory is
+    formatted with a new cluster id; a formatted one is reused as is (restart keeps topics, records
+    and offsets), and when ``port`` is None a restart takes the previous ports again if they are
+    free. Address: ``127.0.0.1:P``. Ready when a metadata request succeeds. ``sasl_users``
+    (username -> password) adds a SASL_PLAINTEXT listener with mechanism PLAIN on another port
+    (``sasl_address``); the PLAINTEXT listener stays (inter-broker traffic, readiness).
     """
     try:
-        return _start_kafka_once(data_dir, port, libs_dir, timeout, java, heap)
+        return _start_kafka_once(data_dir, port, libs_dir, timeout, java, heap, sasl_users)
     except ServiceStartError as exc:
         # Ports are chosen before the JVM binds them: another process may take one in between.
         # Retry once on fresh ports unless the caller fixed the port.
         if port is not None or "Address already in use" not in exc.log_tail:
             raise
         (Path(data_dir) / "ports").unlink(missing_ok=True)
-        return _start_kafka_once(data_dir, None, libs_dir, timeout, java, heap)
+        return _start_kafka_once(data_dir, None, libs_dir, timeout, java, heap, sasl_users)
 
 
 def _start_kafka_once(
-    data_dir: Path, port: int | None, libs_dir: Path | None, timeout: float, java: str | None, heap: str
-) -> Service:
+    data_dir: Path, port: int | None, libs_dir: Path | None, timeout: float, java: str | None, heap: str,
+    sasl_users: Mapping[str, str] | None = None,
+) -> KafkaService:
     libs = Path(libs_dir) if libs_dir else KAFKA_LIBS_DIR
     if not any(libs.glob("kafka_2.13-*.jar")):
         raise ServiceStartError(
@@ -435,14 +469,16 @@ def _start_kafka_once(
     data_dir.mkdir(parents=True, exist_ok=True)
     ports_file = data_dir / "ports"
     previous = [int(p) for p in ports_file.read_text().split()] if ports_file.exists() else []
-    if port is None and len(previous) == 2 and all(_port_is_free(p) for p in previous):
-        port, controller_port = previous
+    wanted = 3 if sasl_users else 2  # broker, controller[, SASL]
+    if port is None and len(previous) == wanted and all(_port_is_free(p) for p in previous):
+        ports = previous
     else:
-        port = port or free_port()
-        controller_port = free_port()
-    ports_file.write_text(f"{port} {controller_port}\n")
+        ports = [port or free_port(), *(free_port() for _ in range(wanted - 1))]
+    ports_file.write_text(" ".join(map(str, ports)) + "\n")
+    port, controller_port, *rest = ports
+    sasl_port = rest[0] if rest else None
     config = data_dir / "server.properties"
-    config.write_text(_kafka_properties(data_dir, port, controller_port))
+    config.write_text(_kafka_properties(data_dir, port, controller_port, sasl_port, sasl_users))
     log_path = data_dir / "kafka.log"
 
     jvm = [
@@ -470,7 +506,7 @@ def _start_kafka_once(
             raise ServiceStartError("kafka", f"formatting {data_dir / 'logs'} failed", _tail(log_path))
 
     address = f"{LOOPBACK}:{port}"
-    return _start(
+    service = _start(
         "kafka",
         [*jvm, "kafka.Kafka", str(config)],
         address,
@@ -479,7 +515,11 @@ def _start_kafka_once(
         timeout,
         "a metadata request",
         data_dir=data_dir,
+        cls=KafkaService,
+        sasl_address=f"{LOOPBACK}:{sasl_port}" if sasl_port is not None else None,
     )
+    assert isinstance(service, KafkaService)
+    return service
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,11 +1,15 @@
 """Security settings on a real worker process: secrets never appear in its log, /metrics or /healthz;
 POST /search requires the bearer token when one is set; the HTTP listener binds VITRINE_HTTP_HOST
-(loopback by default); file:// image URIs are refused when disabled."""
+(loopback by default); file:// image URIs are refused when disabled. Kafka SASL credentials given as
+settings work end to end: an ingest worker and the clients reach a SASL_PLAINTEXT-only listener."""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 import socket
+import uuid
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,9 +18,12 @@ from typing import Any
 
 import pytest
 
+from streams.codecs import decode_record
+from streams.publisher import CatalogPublisher
 from workers.chaos.harness import ChaosStack, wait_until
-from workers.services import free_port
-from workers.stack import WorkerProcess, start_worker
+from workers.services import KafkaService, free_port, start_kafka
+from workers.settings import Settings
+from workers.stack import WorkerProcess, start_worker, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -116,3 +123,64 @@ def test_secrets_never_appear_in_log_metrics_or_health(worker: tuple[WorkerProce
     for name, secret in SECRETS.items():
         for where, text in zip(("metrics", "healthz", "log"), pages, strict=True):
             assert secret not in text, f"{name} appears in the worker's {where}"
+
+
+@pytest.fixture
+def sasl_kafka(tmp_path: Path) -> Iterator[KafkaService]:
+    """A broker of its own whose SASL_PLAINTEXT listener (PLAIN) knows one user: vitrine."""
+    kafka = start_kafka(tmp_path / "kafka", sasl_users={"vitrine": SECRETS["VITRINE_KAFKA_PASSWORD"]}, timeout=180)
+    try:
+        yield kafka
+    finally:
+        kafka.stop(timeout=30)  # by PID (its process group)
+
+
+def test_kafka_sasl_credentials_work_end_to_end(chaos_stack: ChaosStack, sasl_kafka: KafkaService, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    assert chaos_stack.stack is not None and sasl_kafka.sasl_address
+    password = SECRETS["VITRINE_KAFKA_PASSWORD"]
+    kafka_env = {"VITRINE_KAFKA_BOOTSTRAP": sasl_kafka.sasl_address, "VITRINE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                 "VITRINE_KAFKA_SASL_MECHANISM": "PLAIN", "VITRINE_KAFKA_USERNAME": "vitrine",
+                 "VITRINE_KAFKA_PASSWORD": password, "VITRINE_TOPIC_PREFIX": f"tsasl{uuid.uuid4().hex[:8]}"}
+    settings = Settings(**{k.removeprefix("VITRINE_").lower(): v for k, v in kafka_env.items()})
+    options, topics = settings.kafka_options(), settings.topics
+    env = {**chaos_stack.stack.settings_env(), **kafka_env, "VITRINE_DATA_DIR": str(tmp_path / "state"),
+           "VITRINE_LOG_LEVEL": "debug"}
+    w = start_worker("ingest", env, tmp_path / "logs")
+    try:
+        wait_ready(w, 240)  # ensure_topics (kafka-python) and the Faust app (aiokafka) went through SASL
+        publisher = CatalogPublisher(sasl_kafka.sasl_address, topics.events, client_options=options).start()
+        publisher.delete("sasl-p1", 3)
+        publisher.close()  # raises unless the broker acknowledged the event
+        consumer = KafkaConsumer(topics.enriched, bootstrap_servers=sasl_kafka.sasl_address, group_id=None,
+                                 auto_offset_reset="earliest", enable_auto_commit=False, **options)
+        try:
+            def enriched() -> Any:
+                assert w.process.poll() is None, w.log_path.read_text(errors="replace")[-3000:]
+                batches = consumer.poll(timeout_ms=1000).values()
+                return next((r for b in batches for r in b if r.key == b"sasl-p1"), None)
+
+            record = wait_until(enriched, 120, "the enriched delete on the SASL listener")
+        finally:
+            consumer.close()
+        rec = decode_record(record.value)
+        assert (rec.op, rec.product_id, rec.version) == ("delete", "sasl-p1", 3)
+    finally:
+        w.stop()
+
+    with caplog.at_level(logging.WARNING, logger="kafka"), pytest.raises(KafkaError):
+        KafkaConsumer(bootstrap_servers=sasl_kafka.sasl_address, bootstrap_timeout_ms=8000, request_timeout_ms=5000,
+                      **{**options, "sasl_plain_password": "not-" + password}).topics()
+    assert "SaslAuthenticationFailedError" in caplog.text, caplog.text[-2000:]  # refused, not unreachable
+
+    worker_log = w.log_path.read_text(errors="replace")
+    # a debug log in which both clients say they authenticated: kafka-python (wait_for_broker,
+    # ensure_topics) and aiokafka (the Faust app)
+    assert re.search(r" kafka\.\S+ INFO .*Authenticated as vitrine via SASL", worker_log), worker_log[-3000:]
+    assert re.search(r" aiokafka\.\S+ INFO Authenticated as vitrine via PLAIN", worker_log), worker_log[-3000:]
+    assert " DEBUG " in worker_log
+    assert password not in worker_log, "the Kafka password appears in the worker's log"
+    assert password not in sasl_kafka.log_tail(100_000), "the Kafka password appears in the broker's log"
