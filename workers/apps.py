@@ -28,7 +28,7 @@ from workers import metrics as m
 from workers.exceptions import DeadLetter
 from workers.fetch import FetchPolicy, ImageFetcher
 from workers.index_writer import IndexWriter, Item
-from workers.ingest import IngestPipeline, Work, admit, dead_letter_record
+from workers.ingest import IngestPipeline, Work, dead_letter_record, triage
 from workers.query import QueryService
 from workers.settings import Settings
 
@@ -129,7 +129,8 @@ def build_ingest_app(settings: Settings, vision: Any) -> Any:
         futures = []
         for work, rec in out:
             if rec is None:
-                futures.append(await send_dead_letter(work, work.error))
+                if work.error is not None:  # else superseded: nothing to emit
+                    futures.append(await send_dead_letter(work, work.error))
             else:
                 futures.append(await app.producer.send(topics.enriched, rec.product_id.encode(), encode_record(rec),
                                                        None, None, None))
@@ -152,27 +153,9 @@ def build_ingest_app(settings: Settings, vision: Any) -> Any:
     async def ingest(stream: Any) -> None:
         async for event in stream.noack().events():
             raw, source, key = _source(event)
-            work = Work(raw=raw, source=source, key=key, ack=event.ack)
-            ev, err = admit(raw)
-            m.EVENTS_CONSUMED.labels("ingest", ev.type if ev else "invalid").inc()
-            if err is not None:
-                work.event = ev
-                await (await send_dead_letter(work, err))
-                event.ack()
-                continue
-            assert ev is not None
-            seen = versions.get(ev.product_id)
-            if seen is not None and ev.version < seen:
-                m.EVENTS_SUPERSEDED.labels("ingest").inc()
-                event.ack()
-                continue
-            # Only upserts and deletes are remembered: they are what lets a later, older upsert skip
-            # the GPU. A patch needs no GPU work, and a changelog write per patch (Faust sends those
-            # one at a time) capped patches at ~600/s; skipping it gave ~4x (see the benchmark notes).
-            if ev.type != "patch" and (seen is None or ev.version > seen):
-                versions[ev.product_id] = ev.version
-            work.event = ev
-            await pipeline.put(work)
+            work = triage(Work(raw=raw, source=source, key=key, ack=event.ack), versions)
+            m.EVENTS_CONSUMED.labels("ingest", work.event.type if work.event else "invalid").inc()
+            await pipeline.put(work)  # invalid and superseded too: acknowledged in offset order
 
     app.vitrine_pipeline = pipeline
     return app

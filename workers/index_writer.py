@@ -104,7 +104,6 @@ class IndexWriter:
                 records.append((item, decode_record(item.raw)))
             except InvalidEvent as exc:
                 await self._dead_letter(item, "index", exc.reason, str(exc))
-                item.ack()
         if records:
             m.BATCH_SIZE.labels("index").observe(len(records))
             outcomes = await self._apply_with_retry([r for _, r in records])
@@ -120,7 +119,7 @@ class IndexWriter:
                                             f"{rec.op} v{rec.version} of {rec.product_id}: {outcome.result}")
             self.written += len(records)
             self._dirty = True
-        for item, _ in records:
+        for item in batch:  # in offset order, never one before another (see workers.ingest on Faust's commits)
             item.ack()
 
     async def _apply_with_retry(self, records: list[IndexRecord]) -> list[Any]:

@@ -13,6 +13,12 @@ Contract:
   The table saves GPU work; it is not the authority (guarantee 2).
 - Per-product order is kept: events flow through the stages in offset order, patches and deletes
   (no GPU work) wait behind the upserts before them.
+- Acknowledgements follow offset order: an invalid event (to the DLQ) or a superseded one (nothing
+  to emit) also goes through the pipeline and is acknowledged only after every event before it.
+  Faust commits the first run of consecutive acknowledged offsets and tolerates one unacknowledged
+  offset before it (``Consumer._new_offset`` in faust-streaming 0.11: ``min(acked) - committed > 1``;
+  no check at all before a partition's first commit), so one out-of-order acknowledgement let it
+  commit past an upsert still in the model, which a crash then lost (found by the chaos run).
 - The event loop never runs model code (guarantee 4): decode runs in a thread pool, the models in
   a single model thread, and batch N+1 is fetched and decoded while batch N is in the model.
 """
@@ -23,7 +29,7 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +59,7 @@ class Work:
     event: Event | None = None
     image: np.ndarray | None = None  # (H, W, 3) uint8, upserts only
     error: DeadLetter | None = None
+    skip: bool = False  # superseded: acknowledged in its turn, nothing emitted
 
 
 #: Most original bytes a dead-letter record carries. Base64 grows them by 4/3, and a record must stay
@@ -125,7 +132,7 @@ class IngestPipeline:
         self._max_pixels = max_pixels
         # Patches and deletes need no model: 64 of them weigh what one image does.
         self.batcher: Batcher[Work] = Batcher(max_batch, max_wait_s, capacity=max_batch * 64,
-                                              weigh=lambda w: 1.0 if isinstance(w.event, UpsertEvent) else 1 / 64)
+                                              weigh=lambda w: 1.0 if _needs_image(w) else 1 / 64)
         self._decoded: asyncio.Queue[list[Work]] = asyncio.Queue(1)
         self._model_took = asyncio.Event()
         self._decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
@@ -156,7 +163,7 @@ class IngestPipeline:
         while True:
             batch = await self.batcher.take()
             t0 = time.perf_counter()
-            await asyncio.gather(*(self._load(w) for w in batch if isinstance(w.event, UpsertEvent)))
+            await asyncio.gather(*(self._load(w) for w in batch if _needs_image(w)))
             m.STAGE_SECONDS.labels("fetch_decode").observe(time.perf_counter() - t0)
             self._model_took.clear()
             await self._decoded.put(batch)
@@ -208,7 +215,7 @@ class IngestPipeline:
                 m.STAGE_SECONDS.labels("model").observe(time.perf_counter() - t0)
             out: list[tuple[Work, IndexRecord | None]] = []
             for w in batch:
-                if w.error is not None:
+                if w.error is not None or w.skip:
                     out.append((w, None))
                 elif isinstance(w.event, UpsertEvent):
                     out.append((w, results[id(w)]))
@@ -221,6 +228,34 @@ class IngestPipeline:
         images = [w.image for w in works]
         texts = [f"{w.event.title}. {w.event.description}".strip() for w in works]  # type: ignore[union-attr]
         return self.vision.analyse(images), self.vision.embed_text(texts)
+
+
+def _needs_image(work: Work) -> bool:
+    return isinstance(work.event, UpsertEvent) and work.error is None and not work.skip
+
+
+def triage(work: Work, versions: MutableMapping[str, int]) -> Work:
+    """Validate one consumed event and check it against the versions seen (the Faust table), in place.
+
+    Sets ``work.event``; ``work.error`` when it is invalid (to the DLQ), ``work.skip`` when a newer
+    version was already seen. Only upserts and deletes are remembered: they are what lets a later,
+    older upsert skip the GPU. A patch needs no GPU work, and a changelog write per patch (Faust
+    sends those one at a time) capped patches at ~600/s. Every outcome still goes through the
+    pipeline, so that acknowledgements follow offset order (see the module docstring).
+    """
+    ev, err = admit(work.raw)
+    work.event = ev
+    if err is not None:
+        work.error = err
+        return work
+    assert ev is not None
+    seen = versions.get(ev.product_id)
+    if seen is not None and ev.version < seen:
+        m.EVENTS_SUPERSEDED.labels("ingest").inc()
+        work.skip = True
+    elif ev.type != "patch" and (seen is None or ev.version > seen):
+        versions[ev.product_id] = ev.version
+    return work
 
 
 def admit(raw: bytes) -> tuple[Event | None, DeadLetter | None]:

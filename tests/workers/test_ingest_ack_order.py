@@ -1,0 +1,91 @@
+"""The ingest pipeline acknowledges events in offset order, whatever their outcome.
+
+Found by the chaos run: superseded and invalid events were acknowledged at once, ahead of upserts
+still in the model. Faust (``Consumer._new_offset``) commits the first run of consecutive
+acknowledged offsets and lets one unacknowledged offset before it pass (and checks nothing before a
+partition's first commit), so it committed past an upsert in flight, and a SIGKILL lost it: the
+delete that followed it never reached the index. The first test shows that Faust behaviour (it
+fails if a faust-streaming upgrade fixes it, and the note can go); the second that every event,
+whatever it becomes, is acknowledged in offset order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from streams.codecs import SourceRef
+from workers.fetch import FetchPolicy, ImageFetcher
+from workers.ingest import IngestPipeline, Work, triage
+from workers.vision.pipeline import VisionPipeline
+
+
+def test_faust_commits_past_one_unacknowledged_offset() -> None:
+    from faust.transport.consumer import Consumer
+    from faust.types import TP
+
+    tp = TP("events", 0)
+    # only the offset bookkeeping that _new_offset reads; offset 10, the next to read, is in flight
+    state = SimpleNamespace(_acked={tp: [11, 12]}, _acked_index={tp: {11, 12}}, _gap={tp: None},
+                            _committed_offset={tp: 10})
+    assert Consumer._new_offset(state, tp) == 13  # type: ignore[arg-type]  # commits past offset 10
+
+
+def _jpeg(path: Path) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 48, 3), 120, np.uint8)).save(buf, "JPEG")
+    path.write_bytes(buf.getvalue())
+    return f"file://{path}"
+
+
+def test_every_outcome_is_acknowledged_in_offset_order(tmp_path: Path) -> None:
+    uri = _jpeg(tmp_path / "a.jpg")
+    upsert = {"schema_version": 1, "occurred_at": 1.0, "type": "upsert", "title": "t", "price": 1.0, "images": [uri]}
+    raws = [
+        {**upsert, "product_id": "a", "version": 5},
+        {**upsert, "product_id": "b", "version": 1},
+        {"schema_version": 1, "occurred_at": 1.0, "type": "patch", "product_id": "a", "version": 6, "fields": {"price": 2.0}},
+        {**upsert, "product_id": "a", "version": 3},  # superseded: nothing to emit
+        "not json",  # invalid: to the DLQ
+        {"schema_version": 1, "occurred_at": 1.0, "type": "delete", "product_id": "b", "version": 2},
+    ]
+    acked: list[int] = []
+    emitted: list[tuple[int, str]] = []
+    versions: dict[str, int] = {}
+
+    async def emit(out: Any) -> None:
+        await asyncio.sleep(0.01)
+        for work, rec in out:
+            kind = "dlq" if work.error else "skip" if work.skip else rec.op
+            emitted.append((work.source.offset, kind))
+            work.ack()
+
+    async def main() -> None:
+        fetcher = ImageFetcher(FetchPolicy(allow_file=True, file_root=tmp_path))
+        await fetcher.start()
+        pipeline = IngestPipeline(VisionPipeline.fake(), fetcher, emit, max_batch=2, max_wait_s=0.005)
+        pipeline.start()
+        try:
+            for offset, doc in enumerate(raws):
+                raw = doc.encode() if isinstance(doc, str) else json.dumps(doc).encode()
+                work = Work(raw, SourceRef("events", 0, offset), None, lambda o=offset: acked.append(o))
+                await pipeline.put(triage(work, versions))
+            for _ in range(500):
+                if len(acked) == len(raws):
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await pipeline.stop()
+            await fetcher.close()
+
+    asyncio.run(main())
+    assert acked == list(range(len(raws)))
+    assert emitted == [(0, "upsert"), (1, "upsert"), (2, "patch"), (3, "skip"), (4, "dlq"), (5, "delete")]
+    assert versions == {"a": 5, "b": 2}
