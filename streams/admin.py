@@ -94,3 +94,11 @@ def _accepts(host: str, port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def group_offsets(admin: Any, group: str) -> dict[Any, Any]:
+    """Committed offsets of consumer ``group`` through a kafka-python ``KafkaAdminClient``
+    (kafka-python 3 renamed the call; 2.x had ``list_consumer_group_offsets``)."""
+    if hasattr(admin, "list_group_offsets"):
+        return dict(admin.list_group_offsets({group: None}).get(group, {}))
+    return dict(admin.list_consumer_group_offsets(group))

@@ -103,8 +103,9 @@ def naive(vision: Any, bootstrap: str, milvus_uri: str, images: list[Path], root
 class Prober:
     """Reads each published product back until it is visible; freshness = visible - published."""
 
-    def __init__(self, index: Any) -> None:
+    def __init__(self, index: Any, interval_s: float = 0.01) -> None:
         self.index = index
+        self.interval_s = interval_s  # each probe is a Milvus query: polling harder steals the pipeline's CPU
         self.pending: dict[str, float] = {}
         self.fresh: dict[str, float] = {}
         self.visible_at: dict[str, float] = {}
@@ -134,7 +135,7 @@ class Prober:
                     if pid in self.pending:
                         self.fresh[pid] = now - self.pending.pop(pid)
                         self.visible_at[pid] = now
-            time.sleep(0.01)  # the probe is a Milvus query: polling harder steals the pipeline's CPU
+            time.sleep(self.interval_s)
 
     def wait(self, timeout: float) -> None:
         deadline = time.time() + timeout
@@ -234,9 +235,11 @@ def seed_rows(index: Any, ids: list[str], batch: int = 1000) -> None:
 def _committed_total(bootstrap: str, group: str, topic: str) -> int:
     from kafka import KafkaAdminClient
 
+    from streams.admin import group_offsets
+
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     try:
-        return sum(max(m.offset, 0) for tp, m in admin.list_consumer_group_offsets(group).items() if tp.topic == topic)
+        return sum(max(m.offset, 0) for tp, m in group_offsets(admin, group).items() if tp.topic == topic)
     finally:
         admin.close()
 
@@ -343,7 +346,7 @@ def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None
         # maximum rate: everything published at once (a burst: its freshness is the backlog's drain time)
         cpu0 = cpu_by_session(sessions)
         timeline: list[tuple[float, int]] = []
-        prober = Prober(index).start()
+        prober = Prober(index, interval_s=0.1).start()  # a burst's freshness is seconds: probe gently
         t0 = time.time()
         publish(pub, images[:events], "max", None, prober)
         while prober.pending and time.time() - t0 < 900:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streams.admin import group_offsets
 from workers import services
 from workers.chaos.hostile import INTERNAL_HOSTS
 from workers.demo import SAMPLE_DIR
@@ -60,13 +61,6 @@ def pick_images(n: int) -> list[str]:
     names = sorted(p.name for p in (SAMPLE_DIR / "images").glob("*.jpg"))
     step = max(len(names) // n, 1)
     return names[::step][:n]
-
-
-def _group_offsets(admin: Any, group: str) -> dict[Any, Any]:
-    """Committed offsets of ``group`` (kafka-python 3 renamed the call; 2.x had the old name)."""
-    if hasattr(admin, "list_group_offsets"):
-        return dict(admin.list_group_offsets({group: None}).get(group, {}))
-    return dict(admin.list_consumer_group_offsets(group))
 
 
 @dataclass
@@ -225,7 +219,7 @@ class ChaosStack:
         except Exception:  # noqa: BLE001
             return None
         try:
-            committed = _group_offsets(admin, group)
+            committed = group_offsets(admin, group)
             tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
             ends = consumer.end_offsets(tps)
             lag = 0
@@ -246,7 +240,7 @@ class ChaosStack:
         assert self.kafka is not None
         admin = KafkaAdminClient(bootstrap_servers=self.kafka.address, request_timeout_ms=5000)
         try:
-            return {tp.partition: meta.offset for tp, meta in _group_offsets(admin, group).items()
+            return {tp.partition: meta.offset for tp, meta in group_offsets(admin, group).items()
                     if tp.topic == topic}
         finally:
             admin.close()
