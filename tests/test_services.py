@@ -1,4 +1,4 @@
-"""Each real local service answers its protocol (workers/services.py), and the Milvus Lite features
+"""Each real local service answers its protocol (workers/services/), and the Milvus Lite features
 the indexer relies on work against the server mode (two vector fields, upsert, partial upsert,
 flush, filtered search, query by id, delete by id, aliases, HNSW, consistency levels)."""
 
@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import require_local_kafka
 from workers import services
+from workers.services import process as service_process
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -82,7 +83,7 @@ def test_free_port_is_below_ephemeral_range_and_unique() -> None:
 
 def test_start_error_carries_log_tail(tmp_path: Path) -> None:
     log = tmp_path / "dies.log"
-    process, log_file = services._spawn(
+    process, log_file = service_process._spawn(
         "dies", [sys.executable, "-c", "print('boom: bad config', flush=True); raise SystemExit(3)"], log
     )
     with pytest.raises(services.ServiceStartError, match="exited with code 3") as info:
@@ -101,7 +102,7 @@ def test_stop_kills_the_process_group(tmp_path: Path) -> None:
         "time.sleep(60)\n"
     )
     log = tmp_path / "stubborn.log"
-    process, log_file = services._spawn("stubborn", [sys.executable, "-c", script], log)
+    process, log_file = service_process._spawn("stubborn", [sys.executable, "-c", script], log)
     service = services.Service("stubborn", process, "127.0.0.1:1", log, _log_file=log_file)
     deadline = time.monotonic() + 10
     while not log.read_text().strip() and time.monotonic() < deadline:
