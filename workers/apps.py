@@ -177,7 +177,8 @@ def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
                               value=dead_letter_record(work, DeadLetter(stage, reason, message), "index")))
 
     writer = IndexWriter(index, dead_letter, max_batch=settings.index_batch_max_size,
-                         max_wait_s=settings.index_batch_max_wait_s, flush_interval_s=settings.flush_interval_s,
+                         max_wait_s=settings.index_batch_max_wait_s, flush_rows=settings.flush_rows,
+                         flush_interval_s=settings.flush_interval_s,
                          retry_budget_s=settings.index_retry_budget_s, on_give_up=_exit_tempfail)
 
     @app.task

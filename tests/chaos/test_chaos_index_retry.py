@@ -5,6 +5,7 @@ the batch still unacknowledged, so the restart replays it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import numpy as np
@@ -85,3 +86,30 @@ def test_after_the_retry_budget_the_writer_gives_up_unacknowledged():
         asyncio.run(main())
     assert len(given_up) == 1 and isinstance(given_up[0], IndexUnavailable)
     assert acks == [] and index.calls > 2
+
+
+def test_flushes_follow_the_rows_written_not_the_clock():
+    """A flush holds writes back, so it runs after ``flush_rows`` records, or ``flush_interval_s``
+    after the last one when fewer were written; never while nothing was."""
+    index = FlakyIndex(0, [])
+    flushes: list[float] = []
+    index.flush = lambda: flushes.append(time.monotonic())  # type: ignore[attr-defined]
+
+    async def main() -> tuple[int, int, int]:
+        writer = IndexWriter(index, _no_dead_letters, flush_rows=5, flush_interval_s=1.0)  # type: ignore[arg-type]
+        writer.start()
+        try:
+            await writer.write(items(4, []))
+            await asyncio.sleep(0.6)
+            below = len(flushes)  # 4 < 5 rows and under a second: no flush yet
+            await writer.write(items(2, []))
+            await asyncio.sleep(0.6)
+            at_rows = len(flushes)  # 6 >= 5 rows: flushed
+            await writer.write(items(1, []))
+            await asyncio.sleep(1.6)
+            after_interval = len(flushes)  # 1 row, a second later: flushed; then nothing more to flush
+            return below, at_rows, after_interval
+        finally:
+            await writer.stop()
+
+    assert asyncio.run(main()) == (0, 1, 2)
