@@ -16,7 +16,7 @@ Contract:
 - Acknowledgements follow offset order: an invalid event (to the DLQ) or a superseded one (nothing
   to emit) also goes through the pipeline and is acknowledged only after every event before it.
   Faust commits the first run of consecutive acknowledged offsets and tolerates one unacknowledged
-  offset before it (``Consumer._new_offset`` in faust-streaming 0.11: ``min(acked) - committed > 1``;
+  offset before it (``Consumer._new_offset`` in faust-streaming 0.15: ``min(acked) - committed > 1``;
   no check at all before a partition's first commit), so one out-of-order acknowledgement let it
   commit past an upsert still in the model, which a crash then lost (found by the chaos run).
 - The event loop never runs model code (guarantee 4): decode runs in a thread pool, the models in
