@@ -360,3 +360,11 @@ def test_prometheus_scrapes_a_worker_and_loads_the_alert_rules(tmp_path: Path) -
     finally:
         prometheus.stop()
         server.shutdown()
+
+
+def test_kafka_cluster_ids_never_look_like_an_option() -> None:
+    # An id starting with "-" made the storage format tool fail (one fresh broker in 64).
+    from workers.services.kafka import _kafka_cluster_id
+
+    ids = [_kafka_cluster_id() for _ in range(3000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)

@@ -8,8 +8,8 @@ Contract:
 - At-least-once (guarantee 1): an event is acknowledged (its offset becomes committable) only
   after the broker acknowledged the record it produced (enriched or dead-letter). A crash anywhere
   replays every unacknowledged event.
-- The Faust table skips only versions *strictly older* than one already seen, so a replay of the
-  newest version after a crash is processed again (the index writer's guard makes it idempotent).
+- The Faust table remembers deletes and skips events *strictly older* than a delete already seen
+  (a replay of the delete itself is processed again; the index writer's guard makes it idempotent).
   The table saves GPU work; it is not the authority (guarantee 2).
 - Per-product order is kept: events flow through the stages in offset order, patches and deletes
   (no GPU work) wait behind the upserts before them.
@@ -238,10 +238,12 @@ def triage(work: Work, versions: MutableMapping[str, int]) -> Work:
     """Validate one consumed event and check it against the versions seen (the Faust table), in place.
 
     Sets ``work.event``; ``work.error`` when it is invalid (to the DLQ), ``work.skip`` when a newer
-    version was already seen. Only upserts and deletes are remembered: they are what lets a later,
-    older upsert skip the GPU. A patch needs no GPU work, and a changelog write per patch (Faust
-    sends those one at a time) capped patches at ~600/s. Every outcome still goes through the
-    pipeline, so that acknowledgements follow offset order (see the module docstring).
+    delete was already seen. Only deletes are remembered, because only they cannot fail after this
+    point: remembering an upsert here let a replay skip an older upsert for a newer one whose image
+    then could not be fetched, so the product was never indexed (found by the crash test). A patch
+    needs no GPU work, and a changelog write per patch (Faust sends those one at a time) capped
+    patches at ~600/s. Every outcome still goes through the pipeline, so that acknowledgements
+    follow offset order (see the module docstring).
     """
     ev, err = admit(work.raw)
     work.event = ev
@@ -253,7 +255,7 @@ def triage(work: Work, versions: MutableMapping[str, int]) -> Work:
     if seen is not None and ev.version < seen:
         m.EVENTS_SUPERSEDED.labels("ingest").inc()
         work.skip = True
-    elif ev.type != "patch" and (seen is None or ev.version > seen):
+    elif ev.type == "delete" and (seen is None or ev.version > seen):
         versions[ev.product_id] = ev.version
     return work
 

@@ -52,9 +52,9 @@ def test_every_outcome_is_acknowledged_in_offset_order(tmp_path: Path) -> None:
         {**upsert, "product_id": "a", "version": 5},
         {**upsert, "product_id": "b", "version": 1},
         {"schema_version": 1, "occurred_at": 1.0, "type": "patch", "product_id": "a", "version": 6, "fields": {"price": 2.0}},
-        {**upsert, "product_id": "a", "version": 3},  # superseded: nothing to emit
-        "not json",  # invalid: to the DLQ
         {"schema_version": 1, "occurred_at": 1.0, "type": "delete", "product_id": "b", "version": 2},
+        {**upsert, "product_id": "b", "version": 1},  # replayed after the delete: superseded, nothing to emit
+        "not json",  # invalid: to the DLQ
     ]
     acked: list[int] = []
     emitted: list[tuple[int, str]] = []
@@ -87,5 +87,5 @@ def test_every_outcome_is_acknowledged_in_offset_order(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert acked == list(range(len(raws)))
-    assert emitted == [(0, "upsert"), (1, "upsert"), (2, "patch"), (3, "skip"), (4, "dlq"), (5, "delete")]
-    assert versions == {"a": 5, "b": 2}
+    assert emitted == [(0, "upsert"), (1, "upsert"), (2, "patch"), (3, "delete"), (4, "skip"), (5, "dlq")]
+    assert versions == {"b": 2}  # only deletes are remembered (see workers.ingest.triage)

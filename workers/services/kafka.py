@@ -101,8 +101,13 @@ def _kafka_properties(
 
 
 def _kafka_cluster_id() -> str:
-    # Kafka's Uuid.toString(): URL-safe base64 of 16 random bytes without padding (22 chars).
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    # Kafka's Uuid.toString(): URL-safe base64 of 16 random bytes without padding (22 chars). Like
+    # Kafka's Uuid.randomUuid, never one that starts with "-": the format tool would take it for an
+    # option ("argument --cluster-id/-t: expected one argument"; one start in 64 failed so).
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
 
 
 def start_kafka(
