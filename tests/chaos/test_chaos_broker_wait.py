@@ -47,9 +47,12 @@ def test_worker_started_before_the_broker_waits_for_it(milvus: Any, tmp_path: Pa
     worker = start_worker("index", env, tmp_path / "logs")
     kafka = None
     try:
-        time.sleep(8)  # the worker is up and finds no broker
-        assert worker.process.poll() is None, worker.log_path.read_text()[-3000:]
+        deadline = time.monotonic() + 120  # the worker starts, finds no broker, and says so
+        while "not reachable" not in worker.log_path.read_text() and time.monotonic() < deadline:
+            assert worker.process.poll() is None, worker.log_path.read_text()[-3000:]
+            time.sleep(0.2)
         assert "not reachable" in worker.log_path.read_text()
+        assert worker.process.poll() is None, worker.log_path.read_text()[-3000:]
         kafka = start_kafka(tmp_path / "kafka", port=port)
         wait_ready(worker, timeout=180)
         assert worker.process.poll() is None
