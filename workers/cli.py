@@ -129,6 +129,10 @@ COMMAND_MODULES = ("workers.train_cli", "workers.eval_cli", "workers.bench_cli",
 def main(argv: list[str] | None = None) -> None:
     import importlib
 
+    from workers.memory import keep_freed_memory
+
+    keep_freed_memory()  # before any thread starts: see workers.memory
+
     parser = argparse.ArgumentParser(prog="vitrine", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("worker", help="run one worker process")

@@ -95,14 +95,14 @@ class Lite0Backbone:
 
     @staticmethod
     def preprocess(images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[Geometry]]:
-        """Images -> ((B, 3, 224, 224) float32 CPU batch, geometries)."""
+        """Images -> ((B, 3, 224, 224) float32 channels-last CPU batch, geometries)."""
         batch = np.empty((len(images), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)  # (B, H, W, 3)
         geoms = []
         for i, image in enumerate(images):
             batch[i] = letterbox(image)
             geoms.append(geometry_of(*image.shape[:2]))
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()  # (B, 3, 224, 224) float32
-        return x.sub_(INPUT_MEAN).div_(INPUT_STD).contiguous(), geoms
+        return x.sub_(INPUT_MEAN).div_(INPUT_STD).contiguous(memory_format=torch.channels_last), geoms
 
     def forward(self, batch: torch.Tensor) -> Features:
         if self._model is None:

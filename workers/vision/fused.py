@@ -4,9 +4,13 @@ Same function as ``EfficientNetLite0.forward_features`` in eval mode (checked to
 with three changes that only matter for speed:
   - each BatchNorm is folded into the weights and bias of the convolution before it;
   - stride-1 'SAME' convolutions use the convolution's own symmetric padding (for odd kernels at
-    stride 1 TF pads symmetrically), so only the 5 stride-2 convolutions pad explicitly;
+    stride 1 TF pads symmetrically);
+  - stride-2 'SAME' convolutions pad asymmetrically (one more row and column after than before when
+    the total is odd). Rather than copying the activation into a padded tensor (``F.pad``: a whole
+    extra pass over the largest activations, 25% of the forward on a CPU), the kernel gets one
+    leading row/column of zeros and the convolution pads symmetrically by the larger side:
+    out[i] = sum_k w[k] x[s*i + k - before] either way (``_shifted``);
   - ReLU6 runs in place.
-Measured on 2 CPU cores, batch 32, channels-last: 70 images/s against 31 for the unfused network.
 """
 
 from __future__ import annotations
@@ -41,16 +45,25 @@ class _Conv(nn.Module):
         self.groups = conv.groups
         self.kernel = conv.weight.shape[-1]
         self.act = act
+        self._shifted: dict[tuple[int, int, torch.device, torch.dtype], tuple[torch.Tensor, tuple[int, int]]] = {}
+
+    def _shifted_kernel(self, ih: int, iw: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(weight with ph % 2 leading zero rows and pw % 2 leading zero columns, (pad_h, pad_w))."""
+        key = (ih, iw, self.weight.device, self.weight.dtype)
+        hit = self._shifted.get(key)
+        if hit is None:
+            ph = max((math.ceil(ih / self.stride) - 1) * self.stride + self.kernel - ih, 0)
+            pw = max((math.ceil(iw / self.stride) - 1) * self.stride + self.kernel - iw, 0)
+            weight = F.pad(self.weight, [pw % 2, 0, ph % 2, 0]).contiguous(memory_format=torch.channels_last)
+            hit = self._shifted[key] = (weight, (ph - ph // 2, pw - pw // 2))
+        return hit
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 1:
             y = F.conv2d(x, self.weight, self.bias, 1, self.kernel // 2, 1, self.groups)
         else:
-            ih, iw = x.shape[-2:]
-            ph = max((math.ceil(ih / self.stride) - 1) * self.stride + self.kernel - ih, 0)
-            pw = max((math.ceil(iw / self.stride) - 1) * self.stride + self.kernel - iw, 0)
-            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
-            y = F.conv2d(x, self.weight, self.bias, self.stride, 0, 1, self.groups)
+            weight, padding = self._shifted_kernel(int(x.shape[-2]), int(x.shape[-1]))
+            y = F.conv2d(x, weight, self.bias, self.stride, padding, 1, self.groups)
         return y.clamp_(0.0, 6.0) if self.act else y
 
 

@@ -63,14 +63,19 @@ def test_imagenet_classes_on_catalogue_photos(catalog, effnet_embedder) -> None:
     assert float(top1.values.mean()) > 0.5
 
 
-def test_fused_network_matches_the_reference() -> None:
-    """BatchNorm folding and cheap padding change speed, not the features."""
+@pytest.mark.parametrize(("h", "w", "out"), [(224, 224, (7, 7)), (225, 300, (8, 10)), (97, 131, (4, 5))])
+def test_fused_network_matches_the_reference(h: int, w: int, out: tuple[int, int]) -> None:
+    """BatchNorm folding and the shifted-kernel 'SAME' padding change speed, not the features.
+
+    224 pads every stride-2 convolution asymmetrically (odd totals); 225x300 and 97x131 mix even
+    and odd totals per axis.
+    """
     from workers.vision.fused import fuse
 
     model = load_efficientnet_lite0()
     fused = fuse(model)
-    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         ref, got = model.forward_features(x), fused.forward_features(x.contiguous(memory_format=torch.channels_last))
-    assert got.shape == ref.shape == (2, 1280, 7, 7)
+    assert got.shape == ref.shape == (2, 1280, *out)
     assert (ref - got).abs().max().item() < 1e-3

@@ -1,0 +1,27 @@
+"""``keep_freed_memory``: the malloc settings take effect in a fresh process and can be switched off."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+_PROBE = "from workers.memory import keep_freed_memory; print(keep_freed_memory(), keep_freed_memory())"
+
+
+def _run(env: dict[str, str]) -> str:
+    return subprocess.run([sys.executable, "-c", _PROBE], env={**os.environ, **env}, capture_output=True,
+                          text=True, check=True, timeout=60).stdout.strip()
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc",
+                    reason="mallopt is a glibc call")
+def test_applies_once_on_glibc() -> None:
+    assert _run({}) == "True True"
+
+
+def test_switched_off_by_the_environment() -> None:
+    assert _run({"VITRINE_KEEP_FREED_MEMORY": "false"}) == "False False"
