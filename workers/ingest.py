@@ -21,6 +21,8 @@ Contract:
   commit past an upsert still in the model, which a crash then lost (found by the chaos run).
 - The event loop never runs model code (guarantee 4): decode runs in a thread pool, the models in
   a single model thread, and batch N+1 is fetched and decoded while batch N is in the model.
+- Emitting is a third stage: batch N's records go to the broker, and wait for its acknowledgement,
+  while batch N+1 is in the model (one emit loop, so batches are emitted and acknowledged in order).
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def light_record(ev: PatchEvent | DeleteEvent, source: SourceRef) -> IndexRecord
 
 
 class IngestPipeline:
-    """The stages after the guard: fetch+decode (batch N+1) overlapping models (batch N), then emit."""
+    """The stages after the guard: fetch+decode (batch N+1), models (batch N), emit (batch N-1), overlapping."""
 
     def __init__(
         self,
@@ -135,6 +137,7 @@ class IngestPipeline:
                                               weigh=lambda w: 1.0 if _needs_image(w) else 1 / 64)
         self._decoded: asyncio.Queue[list[Work]] = asyncio.Queue(1)
         self._model_took = asyncio.Event()
+        self._modelled: asyncio.Queue[list[tuple[Work, IndexRecord | None]]] = asyncio.Queue(1)
         self._decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="model")
         self._tasks: list[asyncio.Task[None]] = []
@@ -143,7 +146,7 @@ class IngestPipeline:
         await self.batcher.put(work)
 
     def start(self) -> None:
-        self._tasks = [asyncio.ensure_future(self._fetch_loop()), asyncio.ensure_future(self._model_loop())]
+        self._tasks = [asyncio.ensure_future(loop()) for loop in (self._fetch_loop, self._model_loop, self._emit_loop)]
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -190,7 +193,7 @@ class IngestPipeline:
             m.ERRORS.labels(self.worker, "decode").inc()
             work.error = DeadLetter("decode", "decode_failed", f"{type(exc).__name__}: {exc}"[:500])
 
-    # ------------------------------------------------------------------ stage 2: models + emit
+    # ------------------------------------------------------------------ stage 2: models
 
     async def _model_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -222,7 +225,17 @@ class IngestPipeline:
                 else:
                     assert isinstance(w.event, PatchEvent | DeleteEvent)
                     out.append((w, light_record(w.event, w.source)))
+            await self._modelled.put(out)
+
+    # ------------------------------------------------------------------ stage 3: emit, in batch order
+
+    async def _emit_loop(self) -> None:
+        """Send each batch's records and wait for the broker: the model meanwhile runs the next batch."""
+        while True:
+            out = await self._modelled.get()
+            t0 = time.perf_counter()
             await self._emit(out)
+            m.STAGE_SECONDS.labels("emit").observe(time.perf_counter() - t0)
 
     def _infer(self, works: list[Work]) -> tuple[list[Any], np.ndarray]:
         images = [w.image for w in works]
