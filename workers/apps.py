@@ -140,7 +140,7 @@ def build_ingest_app(settings: Settings, vision: Any) -> Any:
 
     pipeline = IngestPipeline(
         vision, fetcher, emit, max_batch=settings.batch_max_size, max_wait_s=settings.batch_max_wait_s,
-        max_pixels=settings.fetch_max_pixels, decode_workers=settings.decode_workers,
+        max_pixels=settings.fetch_max_pixels, decode_workers=settings.decode_workers, on_failure=_exit_tempfail,
     )
 
     @app.task
@@ -199,7 +199,8 @@ def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
 
 
 def _exit_tempfail(exc: BaseException) -> None:
-    """Exit at once with EX_TEMPFAIL: nothing unwritten was acknowledged, so a restart replays it."""
+    """Exit at once with EX_TEMPFAIL (a stage gave up or died): nothing unwritten was acknowledged, so a
+    restart replays it."""
     import os
 
     logging.shutdown()

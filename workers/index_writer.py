@@ -39,6 +39,7 @@ from streams.codecs import IndexRecord, SourceRef, decode_record
 from streams.exceptions import InvalidEvent
 from workers import metrics as m
 from workers.batching import Batcher
+from workers.stages import supervise
 
 log = logging.getLogger("vitrine.index")
 
@@ -82,7 +83,7 @@ class IndexWriter:
         self.written = 0
 
     def start(self) -> None:
-        self._tasks = [asyncio.ensure_future(self._write_loop()), asyncio.ensure_future(self._flush_loop())]
+        self._tasks = [supervise(loop, "index", self._on_give_up) for loop in (self._write_loop, self._flush_loop)]
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -97,10 +98,8 @@ class IndexWriter:
             batch = await self.batcher.take()
             try:
                 await self.write(batch)
-            except IndexUnavailable as exc:  # the retry budget is spent: give up, unacknowledged
+            except IndexUnavailable as exc:  # the retry budget is spent: give up, unacknowledged (on_give_up)
                 log.critical("giving up on a batch of %d after %.0fs: %s", len(batch), self._retry_budget, exc)
-                if self._on_give_up is not None:
-                    self._on_give_up(exc)
                 raise
 
     async def write(self, batch: Sequence[Item]) -> None:

@@ -45,6 +45,7 @@ from workers import metrics as m
 from workers.batching import Batcher
 from workers.exceptions import DeadLetter
 from workers.fetch import ImageFetcher
+from workers.stages import supervise
 from workers.vision.exceptions import ImageDecodeError
 
 log = logging.getLogger("vitrine.ingest")
@@ -126,11 +127,13 @@ class IngestPipeline:
         max_pixels: int = 40_000_000,
         decode_workers: int = 2,
         worker: str = "ingest",
+        on_failure: Callable[[BaseException], Any] | None = None,
     ) -> None:
         self.vision = vision
         self.fetcher = fetcher
         self._emit = emit
         self.worker = worker
+        self._on_failure = on_failure  # a stage loop died (see workers.stages)
         self._max_pixels = max_pixels
         # Patches and deletes need no model: 64 of them weigh what one image does.
         self.batcher: Batcher[Work] = Batcher(max_batch, max_wait_s, capacity=max_batch * 64,
@@ -146,7 +149,8 @@ class IngestPipeline:
         await self.batcher.put(work)
 
     def start(self) -> None:
-        self._tasks = [asyncio.ensure_future(loop()) for loop in (self._fetch_loop, self._model_loop, self._emit_loop)]
+        self._tasks = [supervise(loop, self.worker, self._on_failure)
+                       for loop in (self._fetch_loop, self._model_loop, self._emit_loop)]
 
     async def stop(self) -> None:
         for t in self._tasks:

@@ -377,6 +377,9 @@ def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None
                                           "cdf": sorted(round(v, 4) for v in prober.fresh.values())}
             print(f"  at {frac:.0%} ({rate:.1f}/s): freshness {report['rates'][str(frac)]['freshness_s']}", flush=True)
 
+        report["stage_seconds_per_batch"] = stage_times(stack.workers)  # image runs only: before the patches
+        print(f"seconds per batch: {report['stage_seconds_per_batch']}", flush=True)
+
         # patches (no GPU work): a backlog drained by a fresh ingest worker, measured per worker from
         # the consumer groups' committed offsets, once over distinct products (every patch is a row
         # write) and once over the few products indexed above (a batch folds a product's patches)
@@ -389,7 +392,6 @@ def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None
         hot = [(ids[j % len(ids)], 2 + j // len(ids)) for j in range(patches)]
         report["patches_hot"] = drain_patches(stack, pub, index, hot)
         print(f"patches, {patches} over {len(ids)} products: {report['patches_hot']}", flush=True)
-        report["stage_seconds_per_batch"] = stage_times(stack.workers)
         pub.close()
         index.close()
 
