@@ -140,7 +140,8 @@ def build_ingest_app(settings: Settings, vision: Any) -> Any:
 
     pipeline = IngestPipeline(
         vision, fetcher, emit, max_batch=settings.batch_max_size, max_wait_s=settings.batch_max_wait_s,
-        max_pixels=settings.fetch_max_pixels, decode_workers=settings.decode_workers, on_failure=_exit_tempfail,
+        max_pixels=settings.fetch_max_pixels, decode_workers=settings.decode_workers,
+        model_workers=settings.model_threads(), on_failure=_exit_tempfail,
     )
 
     @app.task

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     # Models
     device: str = Field("cpu", description="cpu, cuda or cuda:N")
     decode_workers: int = Field(2, description="threads decoding images")
+    model_workers: int = Field(0, description="ingest: batches in the model at once, each in its own thread; "
+                               "0 = 2 on a CPU (each batch on its share of the cores), 1 on a GPU")
+
+    def model_threads(self) -> int:
+        """``model_workers`` with 0 resolved for ``device``."""
+        return self.model_workers or (2 if self.device == "cpu" else 1)
 
     # HTTP (metrics, health, search)
     http_host: str = Field("127.0.0.1", description="address every listener binds to")

@@ -89,3 +89,63 @@ def test_every_outcome_is_acknowledged_in_offset_order(tmp_path: Path) -> None:
     assert acked == list(range(len(raws)))
     assert emitted == [(0, "upsert"), (1, "upsert"), (2, "patch"), (3, "delete"), (4, "skip"), (5, "dlq")]
     assert versions == {"b": 2}  # only deletes are remembered (see workers.ingest.triage)
+
+
+class _SlowFirstBatch:
+    """The fake models, but the first batch takes 0.3 s: with two model workers it finishes last."""
+
+    def __init__(self) -> None:
+        self._vision = VisionPipeline.fake()
+        self.calls = 0
+        self.finished: list[int] = []  # call numbers, in the order the calls returned
+
+    def analyse(self, images: Any) -> Any:
+        import time
+
+        self.calls += 1
+        call = self.calls
+        if call == 1:
+            time.sleep(0.3)
+        out = self._vision.analyse(images)
+        self.finished.append(call)
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._vision, name)
+
+
+def test_two_model_workers_emit_and_acknowledge_in_formation_order(tmp_path: Path) -> None:
+    """Batch 2 leaves the model before batch 1; it is still emitted and acknowledged after it."""
+    uri = _jpeg(tmp_path / "a.jpg")
+    upsert = {"schema_version": 1, "occurred_at": 1.0, "type": "upsert", "title": "t", "price": 1.0, "images": [uri]}
+    acked: list[int] = []
+    emitted: list[int] = []
+    vision = _SlowFirstBatch()
+
+    async def emit(out: Any) -> None:
+        for work, _ in out:
+            emitted.append(work.source.offset)
+            work.ack()
+
+    async def main() -> None:
+        fetcher = ImageFetcher(FetchPolicy(allow_file=True, file_root=tmp_path))
+        await fetcher.start()
+        pipeline = IngestPipeline(vision, fetcher, emit, max_batch=2, max_wait_s=0.005, model_workers=2)
+        pipeline.start()
+        try:
+            for offset in range(6):
+                doc = {**upsert, "product_id": f"p{offset}", "version": 1}
+                work = Work(json.dumps(doc).encode(), SourceRef("events", 0, offset), None,
+                            lambda o=offset: acked.append(o))
+                await pipeline.put(triage(work, {}))
+            for _ in range(500):
+                if len(acked) == 6:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await pipeline.stop()
+            await fetcher.close()
+
+    asyncio.run(main())
+    assert vision.finished[0] != 1  # the batches overlapped in the model: a later one finished first
+    assert emitted == acked == list(range(6))

@@ -28,25 +28,48 @@ import numpy as np
 from workers.bench.images import bench_images
 
 
-def model_only(vision: Any, blobs: list[bytes], batch: int, decode_workers: int = 2) -> dict[str, float]:
-    """Decode + models, batched, decode of the next batch overlapping the model (as in the worker)."""
+def model_only(vision: Any, blobs: list[bytes], batch: int, decode_workers: int = 2,
+               model_workers: int = 1) -> dict[str, float]:
+    """Decode + models, batched, as the ingest worker runs them: decode of the next batch overlapping
+    the model, and ``model_workers`` batches in the model at once, the torch threads shared among them."""
+    from concurrent.futures import Future
+
+    import torch
+
     from workers.vision.decode import decode_image
 
-    pool = ThreadPoolExecutor(decode_workers)
+    decode_pool = ThreadPoolExecutor(decode_workers)
+    model_pool = ThreadPoolExecutor(model_workers)
+    total = torch.get_num_threads()
+    threads = max(1, total // model_workers)
     chunks = [blobs[i:i + batch] for i in range(0, len(blobs), batch)]
-    vision.analyse([decode_image(blobs[0], target=224)])  # warm-up
+    texts = [f"product {j}" for j in range(batch)]
+
+    def models(images: list[Any]) -> None:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        vision.analyse(images)
+        vision.embed_text(texts[:len(images)])
+
+    list(model_pool.map(models, [[decode_image(blobs[0], target=224)]] * model_workers))  # warm-up
     t0, c0 = time.perf_counter(), time.process_time()
-    nxt = pool.map(lambda b: decode_image(b, target=224), chunks[0])
+    running: list[Future[None]] = []
+    nxt = decode_pool.map(lambda b: decode_image(b, target=224), chunks[0])
     for i in range(len(chunks)):
         images = list(nxt)
         if i + 1 < len(chunks):
-            nxt = pool.map(lambda b: decode_image(b, target=224), chunks[i + 1])
-        vision.analyse(images)
-        vision.embed_text([f"product {j}" for j in range(len(images))])
+            nxt = decode_pool.map(lambda b: decode_image(b, target=224), chunks[i + 1])
+        while len(running) >= model_workers:
+            running.pop(0).result()
+        running.append(model_pool.submit(models, images))
+    for f in running:
+        f.result()
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    pool.shutdown()
+    decode_pool.shutdown()
+    model_pool.shutdown()
+    torch.set_num_threads(total)  # the global default new threads start with: the naive run gets all
     return {"images": len(blobs), "seconds": round(dt, 3), "images_per_s": round(len(blobs) / dt, 2),
-            "cores": round(cpu / dt, 2)}
+            "cores": round(cpu / dt, 2), "model_workers": model_workers}
 
 
 def naive(vision: Any, bootstrap: str, milvus_uri: str, images: list[Path], root: Path) -> dict[str, float]:
@@ -327,7 +350,8 @@ def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None
     vision = VisionPipeline.real(device=device)
     vision.load()
     blobs = [p.read_bytes() for p in images[:events]]
-    report["model_only"] = model_only(vision, blobs, batch=32)
+    model_workers = Settings(device=device).model_threads()  # as the ingest worker runs them
+    report["model_only"] = model_only(vision, blobs, batch=32, model_workers=model_workers)
     print(f"model alone: {report['model_only']['images_per_s']} images/s on {report['model_only']['cores']} cores", flush=True)
 
     env = {"VITRINE_FETCH_ALLOW_FILE": "true", "VITRINE_FETCH_FILE_ROOT": str(root), "VITRINE_DEVICE": device,

@@ -12,6 +12,7 @@ Vectors: mean-pooled, L2-normalised, 384-d float32 (the model's own pooling conf
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -60,6 +61,9 @@ class MiniLMTextEmbedder:
         self.model_path = Path(model_path) if model_path is not None else None
         self.batch_size = batch_size
         self._model: Any = None
+        # The fast tokenizer is not re-entrant ("Already borrowed" when two threads encode at once):
+        # the ingest worker runs two model threads on a CPU.
+        self._lock = threading.Lock()
 
     @property
     def loaded(self) -> bool:
@@ -88,11 +92,12 @@ class MiniLMTextEmbedder:
             raise ModelNotLoadedError(self.name)
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vecs = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
+        with self._lock:
+            vecs = self._model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
         return np.ascontiguousarray(vecs, dtype=np.float32)  # (N, 384) float32
