@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,9 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from streams.codecs import SourceRef
-from workers.fetch import FetchPolicy, ImageFetcher
-from workers.ingest import IngestPipeline, Work, triage
+from tests.workers.pipeline_run import run_pipeline
 from workers.vision.pipeline import VisionPipeline
 
 
@@ -67,25 +64,8 @@ def test_every_outcome_is_acknowledged_in_offset_order(tmp_path: Path) -> None:
             emitted.append((work.source.offset, kind))
             work.ack()
 
-    async def main() -> None:
-        fetcher = ImageFetcher(FetchPolicy(allow_file=True, file_root=tmp_path))
-        await fetcher.start()
-        pipeline = IngestPipeline(VisionPipeline.fake(), fetcher, emit, max_batch=2, max_wait_s=0.005)
-        pipeline.start()
-        try:
-            for offset, doc in enumerate(raws):
-                raw = doc.encode() if isinstance(doc, str) else json.dumps(doc).encode()
-                work = Work(raw, SourceRef("events", 0, offset), None, lambda o=offset: acked.append(o))
-                await pipeline.put(triage(work, versions))
-            for _ in range(500):
-                if len(acked) == len(raws):
-                    break
-                await asyncio.sleep(0.01)
-        finally:
-            await pipeline.stop()
-            await fetcher.close()
-
-    asyncio.run(main())
+    acked = run_pipeline(tmp_path, raws, emit, vision=VisionPipeline.fake(), versions=versions,
+                         max_batch=2, max_wait_s=0.005)
     assert acked == list(range(len(raws)))
     assert emitted == [(0, "upsert"), (1, "upsert"), (2, "patch"), (3, "delete"), (4, "skip"), (5, "dlq")]
     assert versions == {"b": 2}  # only deletes are remembered (see workers.ingest.triage)
@@ -118,7 +98,6 @@ def test_two_model_workers_emit_and_acknowledge_in_formation_order(tmp_path: Pat
     """Batch 2 leaves the model before batch 1; it is still emitted and acknowledged after it."""
     uri = _jpeg(tmp_path / "a.jpg")
     upsert = {"schema_version": 1, "occurred_at": 1.0, "type": "upsert", "title": "t", "price": 1.0, "images": [uri]}
-    acked: list[int] = []
     emitted: list[int] = []
     vision = _SlowFirstBatch()
 
@@ -127,25 +106,7 @@ def test_two_model_workers_emit_and_acknowledge_in_formation_order(tmp_path: Pat
             emitted.append(work.source.offset)
             work.ack()
 
-    async def main() -> None:
-        fetcher = ImageFetcher(FetchPolicy(allow_file=True, file_root=tmp_path))
-        await fetcher.start()
-        pipeline = IngestPipeline(vision, fetcher, emit, max_batch=2, max_wait_s=0.005, model_workers=2)
-        pipeline.start()
-        try:
-            for offset in range(6):
-                doc = {**upsert, "product_id": f"p{offset}", "version": 1}
-                work = Work(json.dumps(doc).encode(), SourceRef("events", 0, offset), None,
-                            lambda o=offset: acked.append(o))
-                await pipeline.put(triage(work, {}))
-            for _ in range(500):
-                if len(acked) == 6:
-                    break
-                await asyncio.sleep(0.01)
-        finally:
-            await pipeline.stop()
-            await fetcher.close()
-
-    asyncio.run(main())
+    raws = [{**upsert, "product_id": f"p{offset}", "version": 1} for offset in range(6)]
+    acked = run_pipeline(tmp_path, raws, emit, vision=vision, max_batch=2, max_wait_s=0.005, model_workers=2)
     assert vision.finished[0] != 1  # the batches overlapped in the model: a later one finished first
     assert emitted == acked == list(range(6))

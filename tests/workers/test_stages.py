@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
-from streams.codecs import SourceRef
-from workers.fetch import FetchPolicy, ImageFetcher
-from workers.ingest import IngestPipeline, Work, triage
+from tests.workers.pipeline_run import run_pipeline
 from workers.stages import supervise
 from workers.vision.pipeline import VisionPipeline
 
@@ -41,30 +38,13 @@ def test_a_loop_that_raises_or_returns_is_reported_and_a_cancelled_one_is_not() 
 
 def test_an_emit_that_fails_stops_the_ingest_worker_with_nothing_acknowledged(tmp_path: Path) -> None:
     failures: list[BaseException] = []
-    acked: list[int] = []
 
     async def emit(out: Any) -> None:
         raise ConnectionError("the producer gave up")
 
-    async def main() -> None:
-        fetcher = ImageFetcher(FetchPolicy(allow_file=True, file_root=tmp_path))
-        await fetcher.start()
-        pipeline = IngestPipeline(VisionPipeline.fake(), fetcher, emit, max_batch=2, max_wait_s=0.005,
-                                  on_failure=failures.append)
-        pipeline.start()
-        try:
-            patch = {"schema_version": 1, "occurred_at": 1.0, "type": "patch", "product_id": "a", "version": 2,
-                     "fields": {"price": 2.0}}
-            work = Work(json.dumps(patch).encode(), SourceRef("events", 0, 0), None, lambda: acked.append(0))
-            await pipeline.put(triage(work, {}))
-            for _ in range(200):
-                if failures:
-                    break
-                await asyncio.sleep(0.01)
-        finally:
-            await pipeline.stop()
-            await fetcher.close()
-
-    asyncio.run(main())
+    patch = {"schema_version": 1, "occurred_at": 1.0, "type": "patch", "product_id": "a", "version": 2,
+             "fields": {"price": 2.0}}
+    acked = run_pipeline(tmp_path, [patch], emit, vision=VisionPipeline.fake(), until=lambda: bool(failures),
+                         max_batch=2, max_wait_s=0.005, on_failure=failures.append)
     assert len(failures) == 1 and isinstance(failures[0], ConnectionError)
     assert acked == []

@@ -33,7 +33,6 @@ def run_faust(bootstrap: str, topic: str, n: int, triage_events: bool, work_dir:
     from streams.app import make_app
     from streams.codecs import SourceRef
     from workers.ingest import Work, triage
-
     from workers.services import free_port
 
     app = make_app(f"bench-consume-{uuid.uuid4().hex[:8]}", bootstrap, web_port=free_port(), data_dir=work_dir)
