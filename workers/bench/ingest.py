@@ -280,12 +280,14 @@ def _end_total(bootstrap: str, topic: str) -> int:
 
 
 def drain_patches(stack: Any, pub: Any, index: Any, patches: list[tuple[str, int]],
-                  timeout: float = 600) -> dict[str, Any]:
+                  timeout: float = 600, alone: bool = False) -> dict[str, Any]:
     """Publish ``patches`` while the ingest worker is stopped, start it, and time the drain.
 
     Rates come from the committed offsets (an offset is committed only after its output was
     acknowledged: the ingest group's after ``index.enriched`` took the record, the index group's
     after Milvus did), from the first committed progress to the last; the final versions are checked.
+    ``alone``: the index worker is stopped too, and started only once the ingest worker is done, so
+    each worker's rate is its own, not shared with the other and Milvus on the same two cores.
     """
     from streams.topics import TopicSet
 
@@ -300,8 +302,11 @@ def drain_patches(stack: Any, pub: Any, index: Any, patches: list[tuple[str, int
         last[pid] = max(version, last.get(pid, 0))
     pub.flush()
     n = len(patches)
+    if alone:
+        stack.workers["index"].stop()
     restart = threading.Thread(target=stack.restart_worker, args=("ingest",), kwargs={"kill": False})
     restart.start()  # poll while it starts: the drain may begin before /healthz says ready
+    index_start: threading.Thread | None = None
     marks: dict[str, list[tuple[float, int]]] = {"ingest": [], "index": []}
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -313,8 +318,13 @@ def drain_patches(stack: Any, pub: Any, index: Any, patches: list[tuple[str, int
                 marks[name].append((now, done))
         if done_ingest >= n and done_index >= n:
             break
+        if alone and done_ingest >= n and index_start is None:
+            index_start = threading.Thread(target=stack.restart_worker, args=("index",), kwargs={"kill": False})
+            index_start.start()
         time.sleep(0.1)
     restart.join()
+    if index_start is not None:
+        index_start.join()
 
     def rate(points: list[tuple[float, int]]) -> float:
         if len(points) < 2:
@@ -416,6 +426,9 @@ def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None
         hot = [(ids[j % len(ids)], 2 + j // len(ids)) for j in range(patches)]
         report["patches_hot"] = drain_patches(stack, pub, index, hot)
         print(f"patches, {patches} over {len(ids)} products: {report['patches_hot']}", flush=True)
+        alone = [(pid, 3) for pid in distinct]
+        report["patches_alone"] = drain_patches(stack, pub, index, alone, alone=True)
+        print(f"patches, {patches} distinct products, each worker alone: {report['patches_alone']}", flush=True)
         pub.close()
         index.close()
 
@@ -431,7 +444,9 @@ def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None
         "freshness_p99_burst_s": report["pipeline"]["freshness_s"]["p99"],
         "patch_events_per_s": report["patches"]["events_per_s"],
         "patch_events_per_s_ingest_worker": report["patches"]["ingest_events_per_s"],
-        "patch_events_per_s_hot_products": report["patches_hot"]["events_per_s"], "device": device,
+        "patch_events_per_s_hot_products": report["patches_hot"]["events_per_s"],
+        "patch_events_per_s_ingest_worker_alone": report["patches_alone"]["ingest_events_per_s"],
+        "patch_events_per_s_index_worker_alone": report["patches_alone"]["events_per_s"], "device": device,
     }
     return report
 
