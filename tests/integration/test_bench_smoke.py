@@ -24,7 +24,7 @@ SUMMARY_KEYS = ("events_per_s", "naive_events_per_s", "model_only_images_per_s",
 
 def test_bench_ingest_reports_every_figure(tmp_path: Path) -> None:
     report_path, plot_path = tmp_path / "ingest.json", tmp_path / "ingest.png"
-    argv = ["bench", "ingest", "--events", "16", "--naive-events", "3", "--patches", "3000", "--rates", "0.5,1.0",
+    argv = ["bench", "ingest", "--events", "16", "--naive-events", "3", "--patches", "8000", "--rates", "0.5,1.0",
             "--rate-seconds", "3", "--work-dir", str(tmp_path / "work"), "--json", str(report_path),
             "--plot", str(plot_path)]
     run = subprocess.run([sys.executable, "-c", "from workers.cli import main; main()", *argv],
