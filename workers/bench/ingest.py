@@ -337,8 +337,10 @@ def drain_patches(stack: Any, pub: Any, index: Any, patches: list[tuple[str, int
     for i in range(0, len(ids), 2000):
         held.update(index.held(ids[i:i + 2000]))
     behind = sum(1 for p, v in last.items() if p not in held or held[p].version < v)
+    t_base = min((p[0][0] for p in marks.values() if p), default=0.0)
     return {"events": n, "products": len(last), "ingest_events_per_s": rate(marks["ingest"]),
-            "events_per_s": rate(marks["index"]), "rows_behind_after_drain": behind}
+            "events_per_s": rate(marks["index"]), "rows_behind_after_drain": behind,
+            "committed": {k: [[round(t - t_base, 2), d] for t, d in v] for k, v in marks.items()}}
 
 
 def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None, device: str = "cpu",
