@@ -294,6 +294,7 @@ def drain_patches(stack: Any, pub: Any, index: Any, patches: list[tuple[str, int
     topics = TopicSet(stack.topic_prefix, stack.partitions)
     events_topic, enriched_topic = topics.events, topics.enriched
     boot = stack.kafka_bootstrap
+    stack.workers["ingest"].stop()  # a running one would take the backlog while it is published, then restart
     base_ingest = _committed_total(boot, "vitrine-ingest", events_topic)
     base_index = _committed_total(boot, "vitrine-index", enriched_topic)
     last: dict[str, int] = {}
@@ -419,7 +420,6 @@ def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None
         # patches (no GPU work): a backlog drained by a fresh ingest worker, measured per worker from
         # the consumer groups' committed offsets, once over distinct products (every patch is a row
         # write) and once over the few products indexed above (a batch folds a product's patches)
-        stack.workers["ingest"].stop()
         distinct = [f"pp-{i}" for i in range(patches)]
         seed_rows(index, distinct)
         report["patches"] = drain_patches(stack, pub, index, [(pid, 2) for pid in distinct])
