@@ -344,6 +344,10 @@ def drain_patches(stack: Any, pub: Any, index: Any, patches: list[tuple[str, int
             "committed": {k: [[round(t - t_base, 2), d] for t, d in v] for k, v in marks.items()}}
 
 
+def _brief(drain: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in drain.items() if k != "committed"}
+
+
 def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None, device: str = "cpu",
         rates: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0), rate_seconds: float = 20.0, naive_events: int = 60,
         patches: int = 2000, kafka_pid: int | None = None) -> dict[str, Any]:
@@ -423,14 +427,14 @@ def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None
         distinct = [f"pp-{i}" for i in range(patches)]
         seed_rows(index, distinct)
         report["patches"] = drain_patches(stack, pub, index, [(pid, 2) for pid in distinct])
-        print(f"patches, {patches} distinct products: {report['patches']}", flush=True)
+        print(f"patches, {patches} distinct products: {_brief(report['patches'])}", flush=True)
         ids = [f"max-{i}" for i in range(len(images[:events]))]
         hot = [(ids[j % len(ids)], 2 + j // len(ids)) for j in range(patches)]
         report["patches_hot"] = drain_patches(stack, pub, index, hot)
-        print(f"patches, {patches} over {len(ids)} products: {report['patches_hot']}", flush=True)
+        print(f"patches, {patches} over {len(ids)} products: {_brief(report['patches_hot'])}", flush=True)
         alone = [(pid, 3) for pid in distinct]
         report["patches_alone"] = drain_patches(stack, pub, index, alone, alone=True)
-        print(f"patches, {patches} distinct products, each worker alone: {report['patches_alone']}", flush=True)
+        print(f"patches, {patches} distinct products, each worker alone: {_brief(report['patches_alone'])}", flush=True)
         pub.close()
         index.close()
 
