@@ -55,7 +55,6 @@ def ensure_topics(bootstrap: str, topics: TopicSet, *, client_options: Mapping[s
 def wait_for_broker(bootstrap: str, timeout: float, *, client_options: Mapping[str, Any] | None = None) -> None:
     """Block until a broker at ``bootstrap`` accepts a connection and answers a metadata request,
     logging while it does not. Raises ``TimeoutError`` after ``timeout`` seconds."""
-    from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
     quiet_client_debug_logs()
@@ -66,17 +65,12 @@ def wait_for_broker(bootstrap: str, timeout: float, *, client_options: Mapping[s
     while True:
         problem: Exception
         # kafka-python blocks ~30 s on a refused bootstrap: try a plain connection first
-        if not any(_accepts(host, int(port)) for host, port in addresses):
+        if not any(accepts_connections(host, int(port)) for host, port in addresses):
             problem = ConnectionRefusedError(f"no broker accepts connections at {bootstrap}")
         else:
             try:
-                consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000,
-                                         **dict(client_options or {}))
-                try:
-                    consumer.topics()  # a metadata round trip
-                    return
-                finally:
-                    consumer.close()
+                answer_metadata(bootstrap, 5.0, client_options=client_options)
+                return
             except (KafkaError, OSError) as exc:
                 problem = exc
         if time.monotonic() + delay > deadline:
@@ -86,14 +80,42 @@ def wait_for_broker(bootstrap: str, timeout: float, *, client_options: Mapping[s
         delay = min(delay * 2, 5.0)
 
 
-def _accepts(host: str, port: int) -> bool:
+def accepts_connections(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    """True when something listens on ``host:port`` (a TCP connect, nothing sent)."""
     import socket
 
     try:
-        socket.create_connection((host, port), 1).close()
+        socket.create_connection((host, port), timeout_s).close()
         return True
     except OSError:
         return False
+
+
+def answer_metadata(bootstrap: str, timeout_s: float = 5.0, *,
+                    client_options: Mapping[str, Any] | None = None) -> None:
+    """One metadata round trip to the broker at ``bootstrap``; raises the client's error if it fails."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+                             reconnect_backoff_max_ms=200, **dict(client_options or {}))
+    try:
+        consumer.topics()
+    finally:
+        consumer.close()
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, *,
+                      client_options: Mapping[str, Any] | None = None) -> dict[int, int]:
+    """{partition: committed offset} of consumer ``group`` on ``topic`` (partitions it never committed
+    are absent)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, **dict(client_options or {}))
+    try:
+        return {tp.partition: meta.offset for tp, meta in group_offsets(admin, group).items()
+                if tp.topic == topic and meta.offset >= 0}
+    finally:
+        admin.close()
 
 
 def group_offsets(admin: Any, group: str) -> dict[Any, Any]:

@@ -257,26 +257,9 @@ def seed_rows(index: Any, ids: list[str], batch: int = 1000) -> None:
 
 
 def _committed_total(bootstrap: str, group: str, topic: str) -> int:
-    from kafka import KafkaAdminClient
+    from streams.admin import committed_offsets
 
-    from streams.admin import group_offsets
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    try:
-        return sum(max(m.offset, 0) for tp, m in group_offsets(admin, group).items() if tp.topic == topic)
-    finally:
-        admin.close()
-
-
-def _end_total(bootstrap: str, topic: str) -> int:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        return sum(consumer.end_offsets(tps).values())
-    finally:
-        consumer.close()
+    return sum(committed_offsets(bootstrap, group, topic).values())
 
 
 def drain_patches(stack: Any, pub: Any, index: Any, patches: list[tuple[str, int]],

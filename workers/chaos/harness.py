@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.admin import group_offsets
+from streams.admin import committed_offsets, group_offsets
 from workers import services
 from workers.chaos.hostile import INTERNAL_HOSTS
 from workers.demo import SAMPLE_DIR
@@ -235,15 +235,8 @@ class ChaosStack:
             consumer.close()
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
-        from kafka import KafkaAdminClient
-
         assert self.kafka is not None
-        admin = KafkaAdminClient(bootstrap_servers=self.kafka.address, request_timeout_ms=5000)
-        try:
-            return {tp.partition: meta.offset for tp, meta in group_offsets(admin, group).items()
-                    if tp.topic == topic}
-        finally:
-            admin.close()
+        return committed_offsets(self.kafka.address, group, topic)
 
     def drained(self) -> bool:
         topics = self.settings.topics

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+from streams.admin import answer_metadata
 from workers.services.process import (
     KAFKA_LIBS_DIR,
     KAFKA_LOG4J_CONFIG,
@@ -29,19 +30,10 @@ from workers.services.process import (
 
 
 def kafka_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
-    """True when a Kafka-protocol broker at ``bootstrap`` answers a metadata request."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        request_timeout_ms=int(timeout_s * 1000),
-        reconnect_backoff_max_ms=200,
-    )
-    try:
-        consumer.topics()  # a metadata round trip
-        return True
-    finally:
-        consumer.close()
+    """True when a Kafka-protocol broker at ``bootstrap`` answers a metadata request (else the
+    client's error propagates: the start loop treats it as not ready yet)."""
+    answer_metadata(bootstrap, timeout_s)
+    return True
 
 
 def _kafka_sasl_properties(sasl_port: int | None, users: Mapping[str, str] | None) -> list[str]:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from streams.admin import accepts_connections
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_DIR = REPO_ROOT / "infra" / "kafka"
 KAFKA_LIBS_DIR = KAFKA_DIR / "libs"
@@ -160,14 +162,6 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def wait_for_port(
     host: str,
     port: int,
@@ -181,7 +175,7 @@ def wait_for_port(
     Raises :class:`ServiceStartError` (with the last lines of ``log_path``) if ``process`` exits
     first or ``timeout`` seconds pass.
     """
-    _wait_until(lambda: _port_open(host, port), timeout, process, log_path, name, f"port {host}:{port}")
+    _wait_until(lambda: accepts_connections(host, port, 0.5), timeout, process, log_path, name, f"port {host}:{port}")
 
 
 def _wait_until(
