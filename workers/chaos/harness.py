@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.admin import committed_offsets, group_offsets
+from streams.admin import committed_offsets
 from workers import services
 from workers.chaos.hostile import INTERNAL_HOSTS
 from workers.demo import SAMPLE_DIR
@@ -210,28 +210,21 @@ class ChaosStack:
 
     def group_lag(self, group: str, topic: str) -> int | None:
         """Records of ``topic`` not yet committed by ``group`` (None when the broker does not answer)."""
-        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+        from kafka import KafkaConsumer, TopicPartition
 
         assert self.kafka is not None
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.kafka.address, request_timeout_ms=5000)
             consumer = KafkaConsumer(bootstrap_servers=self.kafka.address, request_timeout_ms=5000)
         except Exception:  # noqa: BLE001
             return None
         try:
-            committed = group_offsets(admin, group)
+            committed = committed_offsets(self.kafka.address, group, topic)
             tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
             ends = consumer.end_offsets(tps)
-            lag = 0
-            for tp in tps:
-                meta = committed.get(tp)
-                done = meta.offset if meta is not None and meta.offset >= 0 else 0
-                lag += max(ends[tp] - done, 0)
-            return lag
+            return sum(max(ends[tp] - committed.get(tp.partition, 0), 0) for tp in tps)
         except Exception:  # noqa: BLE001
             return None
         finally:
-            admin.close()
             consumer.close()
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
