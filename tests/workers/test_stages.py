@@ -26,7 +26,7 @@ def test_a_loop_that_raises_or_returns_is_reported_and_a_cancelled_one_is_not() 
 
     async def main() -> None:
         tasks = [supervise(loop, "test", failures.append) for loop in (raises, returns, forever)]
-        await asyncio.sleep(0.05)
+        await asyncio.wait(tasks[:2])  # their done callbacks were registered first, so they run first
         tasks[2].cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.sleep(0)

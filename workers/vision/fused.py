@@ -9,7 +9,7 @@ with three changes that only matter for speed:
     the total is odd). Rather than copying the activation into a padded tensor (``F.pad``: a whole
     extra pass over the largest activations, 25% of the forward on a CPU), the kernel gets one
     leading row/column of zeros and the convolution pads symmetrically by the larger side:
-    out[i] = sum_k w[k] x[s*i + k - before] either way (``_shifted``);
+    out[i] = sum_k w[k] x[s*i + k - before] either way (``_Conv._shifted_kernel``);
   - ReLU6 runs in place.
 """
 

@@ -61,8 +61,9 @@ class MiniLMTextEmbedder:
         self.model_path = Path(model_path) if model_path is not None else None
         self.batch_size = batch_size
         self._model: Any = None
-        # The fast tokenizer is not re-entrant ("Already borrowed" when two threads encode at once):
-        # the ingest worker runs two model threads on a CPU.
+        # The ingest worker runs two model threads on a CPU, and Hugging Face fast tokenizers are
+        # reported to raise "Already borrowed" when two threads encode at once (not seen here; the
+        # lock rules it out, and MiniLM is ~15% of a batch, so the other thread's images overlap it).
         self._lock = threading.Lock()
 
     @property
