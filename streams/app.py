@@ -23,11 +23,15 @@ def make_app(
     session_timeout_s: float = 10.0,
     credentials: Any = None,
     commit_interval_s: float = 0.5,
+    consume: bool = True,
 ) -> Any:
+    """A Faust app; ``consume=False`` starts no Faust consumer (the app only produces and serves HTTP:
+    its worker reads its input with ``streams.source.BatchSource``). Faust's consumer with no agent
+    would fail to subscribe to nothing."""
     import faust
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         app_id,
         broker=[f"kafka://{b.strip()}" for b in bootstrap.split(",")],
         broker_credentials=credentials,
@@ -51,3 +55,6 @@ def make_app(
         value_serializer="raw",
         key_serializer="raw",
     )
+    if not consume:
+        app.boot_strategy = app.BootStrategy(app, enable_kafka_consumer=False)
+    return app

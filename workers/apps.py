@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,23 +25,25 @@ from indexer.store import ProductIndex
 from streams.admin import quiet_client_debug_logs
 from streams.app import make_app
 from streams.codecs import SourceRef, dumps, encode_record
+from streams.source import BatchSource, Record
 from workers import metrics as m
 from workers.exceptions import DeadLetter
 from workers.fetch import FetchPolicy, ImageFetcher
 from workers.index_writer import IndexWriter, Item
-from workers.ingest import IngestPipeline, Work, dead_letter_record, triage
+from workers.ingest import IngestPipeline, RecentDeletes, Work, dead_letter_record, triage
 from workers.query import QueryService
 from workers.settings import Settings
+from workers.stages import supervise
 
 log = logging.getLogger("vitrine")
 
 
-def _app(settings: Settings, name: str) -> Any:
+def _app(settings: Settings, name: str, *, consume: bool = False) -> Any:
     quiet_client_debug_logs()  # aiokafka's DEBUG records carry the SASL password
     app = make_app(
         f"vitrine-{name}", settings.kafka_bootstrap, web_host=settings.http_host, web_port=settings.http_port,
         data_dir=settings.data_dir, partitions=settings.partitions, session_timeout_s=settings.session_timeout_s,
-        credentials=_credentials(settings),
+        credentials=_credentials(settings), consume=consume,
     )
     ready = {"ok": False}
 
@@ -113,10 +116,8 @@ def _source(event: Any) -> tuple[bytes, SourceRef, str | None]:
 def build_ingest_app(settings: Settings, vision: Any) -> Any:
     app = _app(settings, "ingest")
     topics = settings.topics
-    src = app.topic(topics.events, partitions=settings.partitions)
-    enriched = app.topic(topics.enriched, partitions=settings.partitions)
     dlq = app.topic(topics.dlq, partitions=1)
-    versions = app.Table("vitrine-ingest-versions", partitions=settings.partitions)
+    deletes = RecentDeletes(settings.ingest_deletes_remembered)
     fetcher = ImageFetcher(fetch_policy(settings), s3_client(settings))
 
     async def send_dead_letter(work: Work, err: DeadLetter) -> Any:
@@ -144,20 +145,21 @@ def build_ingest_app(settings: Settings, vision: Any) -> Any:
         model_workers=settings.model_threads(), on_failure=_exit_tempfail,
     )
 
+    async def handle(rec: Record) -> None:
+        work = triage(Work(raw=rec.value or b"", source=SourceRef(rec.topic, rec.partition, rec.offset),
+                           key=_key(rec.key), ack=rec.ack), deletes)
+        m.EVENTS_CONSUMED.labels("ingest", work.event.type if work.event else "invalid").inc()
+        await pipeline.put(work)  # invalid and superseded too: acknowledged in offset order
+
+    source = _batch_source(settings, topics.events, "vitrine-ingest", handle)
+
     @app.task
-    async def start_pipeline() -> None:
+    async def run_pipeline() -> None:
         await fetcher.start()
         pipeline.start()
-        app.vitrine_ready["ok"] = True
+        await _run_source(app, source, settings)
 
-    @app.agent(src)
-    async def ingest(stream: Any) -> None:
-        async for event in stream.noack().events():
-            raw, source, key = _source(event)
-            work = triage(Work(raw=raw, source=source, key=key, ack=event.ack), versions)
-            m.EVENTS_CONSUMED.labels("ingest", work.event.type if work.event else "invalid").inc()
-            await pipeline.put(work)  # invalid and superseded too: acknowledged in offset order
-
+    app.vitrine_source = source
     app.vitrine_pipeline = pipeline
     return app
 
@@ -167,7 +169,6 @@ def build_ingest_app(settings: Settings, vision: Any) -> Any:
 def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
     app = _app(settings, "index")
     topics = settings.topics
-    src = app.topic(topics.enriched, partitions=settings.partitions)
     dlq = app.topic(topics.dlq, partitions=1)
     index = ProductIndex(settings.milvus_uri, layout, token=settings.milvus_token.get_secret_value())
 
@@ -182,21 +183,59 @@ def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
                          flush_interval_s=settings.flush_interval_s,
                          retry_budget_s=settings.index_retry_budget_s, on_give_up=_exit_tempfail)
 
+    async def handle(rec: Record) -> None:
+        m.EVENTS_CONSUMED.labels("index", "record").inc()
+        await writer.put(Item(rec.value or b"", SourceRef(rec.topic, rec.partition, rec.offset), _key(rec.key), rec.ack))
+
+    source = _batch_source(settings, topics.enriched, "vitrine-index", handle)
+
     @app.task
-    async def start_writer() -> None:
+    async def run_writer() -> None:
         await _start_index(index, create=True)
         writer.start()
-        app.vitrine_ready["ok"] = True
+        await _run_source(app, source, settings)
 
-    @app.agent(src)
-    async def write(stream: Any) -> None:
-        async for event in stream.noack().events():
-            raw, source, key = _source(event)
-            m.EVENTS_CONSUMED.labels("index", "record").inc()
-            await writer.put(Item(raw, source, key, event.ack))
-
+    app.vitrine_source = source
     app.vitrine_writer = writer
     return app
+
+
+def _key(key: bytes | None) -> str | None:
+    return key.decode("utf-8", "replace") if key is not None else None
+
+
+def _batch_source(settings: Settings, topic: str, group: str, handle: Any) -> BatchSource:
+    return BatchSource(topic, settings.kafka_bootstrap, group, handle, session_timeout_s=settings.session_timeout_s,
+                       commit_interval_s=settings.commit_interval_s, **settings.kafka_options())
+
+
+async def _run_source(app: Any, source: BatchSource, settings: Settings) -> None:
+    """Join the group and read until the worker stops; then commit what was acknowledged and leave.
+
+    The group's first join is retried for ``kafka_wait_s`` (a broker restarting), then the worker exits
+    with status 75. A read loop that dies takes the worker down (``workers.stages.supervise``).
+    """
+    delay, give_up_at = 0.5, time.monotonic() + settings.kafka_wait_s
+    while True:
+        try:
+            await source.start()
+            break
+        except Exception as exc:
+            await source.stop()
+            if time.monotonic() + delay > give_up_at:
+                log.critical("could not join the %s group in %.0fs: %r", source.topic, settings.kafka_wait_s, exc)
+                _exit_tempfail(exc)
+            log.warning("consumer of %s not started (%r); retrying in %.1fs", source.topic, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    reader = supervise(source.read_loop, app.conf.id, _exit_tempfail)
+    app.vitrine_ready["ok"] = True
+    try:
+        await asyncio.Future()  # until the worker stops: Faust cancels its tasks, then waits for them
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await source.stop()
 
 
 def _exit_tempfail(exc: BaseException) -> None:
@@ -225,7 +264,7 @@ async def _start_index(index: ProductIndex, *, create: bool, via_alias: bool = F
 def build_query_app(settings: Settings, vision: Any, layout: IndexLayout) -> Any:
     import faust
 
-    app = _app(settings, "query")
+    app = _app(settings, "query", consume=True)
     topics = settings.topics
     requests = app.topic(topics.requests, partitions=settings.partitions)
     responses = app.topic(topics.responses, partitions=settings.partitions)

@@ -1,6 +1,6 @@
 """Ingest: catalogue events -> (fetch, decode, detect, tag, embed) -> ``index.enriched``.
 
-Steps per event: validate -> version guard (Faust table) -> fetch the main image -> micro-batch ->
+Steps per event: validate -> skip if older than a delete seen -> fetch the main image -> micro-batch ->
 models -> one ``IndexRecord`` to ``index.enriched``, or one dead-letter record with the original
 bytes, the stage and the reason.
 
@@ -8,17 +8,18 @@ Contract:
 - At-least-once (guarantee 1): an event is acknowledged (its offset becomes committable) only
   after the broker acknowledged the record it produced (enriched or dead-letter). A crash anywhere
   replays every unacknowledged event.
-- The Faust table remembers deletes and skips events *strictly older* than a delete already seen
+- ``RecentDeletes`` remembers deletes and skips events *strictly older* than a delete already seen
   (a replay of the delete itself is processed again; the index writer's guard makes it idempotent).
-  The table saves GPU work; it is not the authority (guarantee 2).
+  It saves GPU work; it is not the authority (guarantee 2), so it lives in memory: a restarted
+  worker forgets it, and the older events it would have skipped are superseded at the index writer.
 - Per-product order is kept: events flow through the stages in offset order, patches and deletes
   (no GPU work) wait behind the upserts before them.
 - Acknowledgements follow offset order: an invalid event (to the DLQ) or a superseded one (nothing
   to emit) also goes through the pipeline and is acknowledged only after every event before it.
-  Faust commits the first run of consecutive acknowledged offsets and tolerates one unacknowledged
-  offset before it (``Consumer._new_offset`` in faust-streaming 0.15: ``min(acked) - committed > 1``;
-  no check at all before a partition's first commit), so one out-of-order acknowledgement let it
-  commit past an upsert still in the model, which a crash then lost (found by the chaos run).
+  (``streams.source`` commits only a partition's acknowledged prefix, so this is belt and braces
+  now; Faust, which read the events before, tolerated one unacknowledged offset before the first
+  acknowledged run, so an out-of-order acknowledgement let it commit past an upsert still in the
+  model, which a crash then lost: found by the chaos run).
 - The event loop never runs model code (guarantee 4): decode runs in a thread pool, the models in
   model threads, and the next batch is fetched and decoded while the model runs.
 - Emitting is a third stage: batch N's records go to the broker, and wait for its acknowledgement,
@@ -113,6 +114,24 @@ def upsert_record(ev: UpsertEvent, analysis: Any, text_vec: np.ndarray, model_ve
 def light_record(ev: PatchEvent | DeleteEvent, source: SourceRef) -> IndexRecord:
     fields = ev.fields.model_dump(exclude_none=True) if isinstance(ev, PatchEvent) else {}
     return IndexRecord(ev.type, ev.product_id, ev.version, ev.occurred_at, fields, {}, "", source)
+
+
+class RecentDeletes(dict[str, int]):
+    """Product -> version of the newest delete seen, for the last ``capacity`` products deleted.
+
+    In-process (it was a Faust table, which needs Faust's consumer on ``catalog.events``, and saved
+    only GPU work): about 100 bytes a product, so the default million costs about 100 MB at most.
+    """
+
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        super().__init__()
+        self.capacity = capacity
+
+    def __setitem__(self, product_id: str, version: int) -> None:
+        self.pop(product_id, None)  # newest last, so the oldest is dropped first
+        super().__setitem__(product_id, version)
+        if len(self) > self.capacity:
+            del self[next(iter(self))]
 
 
 class IngestPipeline:
@@ -295,14 +314,12 @@ def _needs_image(work: Work) -> bool:
 
 
 def triage(work: Work, versions: MutableMapping[str, int]) -> Work:
-    """Validate one consumed event and check it against the versions seen (the Faust table), in place.
+    """Validate one consumed event and check it against the deletes seen (``RecentDeletes``), in place.
 
     Sets ``work.event``; ``work.error`` when it is invalid (to the DLQ), ``work.skip`` when a newer
     delete was already seen. Only deletes are remembered, because only they cannot fail after this
     point: remembering an upsert here let a replay skip an older upsert for a newer one whose image
-    then could not be fetched, so the product was never indexed (found by the crash test). A patch
-    needs no GPU work, and a changelog write per patch (Faust sends those one at a time) capped
-    patches at ~600/s. Every outcome still goes through the pipeline, so that acknowledgements
+    then could not be fetched, so the product was never indexed (found by the crash test). Every outcome still goes through the pipeline, so that acknowledgements
     follow offset order (see the module docstring).
     """
     ev, err = admit(work.raw)

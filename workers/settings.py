@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("vitrine", description="topic names are <prefix>.catalog.events, ...")
     partitions: int = Field(4, description="partitions of each topic created by vitrine")
     session_timeout_s: float = Field(10.0, description="consumer group session timeout")
+    commit_interval_s: float = Field(0.5, description="ingest and index: how often acknowledged offsets are committed")
     kafka_wait_s: float = Field(
         300.0, description="a worker that cannot reach Kafka (at start, or when the broker fails under a "
         "starting worker) waits this long for it, restarting in place, before it exits")
@@ -60,6 +61,8 @@ class Settings(BaseSettings):
     fetch_retry_budget_s: float = Field(
         60.0, description="keep retrying transient fetch errors (object store away, 5xx) this long before the DLQ")
     fetch_concurrency: int = 16
+    ingest_deletes_remembered: int = Field(
+        1_000_000, description="ingest: recent deletes kept in memory to skip older events of deleted products")
 
     # Micro-batching
     batch_max_size: int = Field(32, description="ingest: most images per model batch")
