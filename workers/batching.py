@@ -30,7 +30,10 @@ class Batcher(Generic[T]):
         self._queue: asyncio.Queue[T] = asyncio.Queue(capacity or max_size * 4)
 
     async def put(self, item: T) -> None:
-        await self._queue.put(item)
+        try:
+            self._queue.put_nowait(item)  # the common case, without a coroutine of the queue's own
+        except asyncio.QueueFull:
+            await self._queue.put(item)
 
     def qsize(self) -> int:
         return self._queue.qsize()

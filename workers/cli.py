@@ -50,6 +50,11 @@ def run_worker(kind: str) -> None:
         app = build_query_app(settings, vision, layout)
     from faust import Worker
 
+    from workers.memory import freeze_startup_heap
+
+    frozen = freeze_startup_heap()  # the models' objects: no longer walked by every full collection
+    logging.getLogger("vitrine").info("%s worker: %d startup objects frozen", kind, frozen)
+
     try:
         Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False).execute_from_commandline()
     except (Exception, SystemExit) as exc:  # Faust's runner turns a crash into SystemExit(1) from the error

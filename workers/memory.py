@@ -24,7 +24,7 @@ import ctypes
 import ctypes.util
 import os
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["freeze_startup_heap", "keep_freed_memory"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -50,3 +50,20 @@ def keep_freed_memory() -> bool:
              ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1)))
     _done = ok
     return ok
+
+
+def freeze_startup_heap() -> int:
+    """Move every object alive now (the loaded models, torch, the libraries: ~540k objects in an
+    ingest worker) to the garbage collector's permanent generation; return how many were frozen.
+
+    Each full collection walks every tracked object, so a worker that allocates fast (a patch is a
+    dozen small objects) spent a quarter of its per-event time walking the models' objects.
+    Measured, validate + triage + record + encode of 20,000 patches with the models loaded (medians
+    of 5, twice): 63 and 68 µs per patch without, 46 and 51 with. Call it once, after startup: what is
+    frozen is never collected, which is right for objects that live as long as the process.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()

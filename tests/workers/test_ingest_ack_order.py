@@ -110,3 +110,12 @@ def test_two_model_workers_emit_and_acknowledge_in_formation_order(tmp_path: Pat
     acked = run_pipeline(tmp_path, raws, emit, vision=vision, max_batch=2, max_wait_s=0.005, model_workers=2)
     assert vision.finished[0] != 1  # the batches overlapped in the model: a later one finished first
     assert emitted == acked == list(range(6))
+
+
+def test_recent_deletes_keeps_the_newest_deletes_up_to_its_capacity() -> None:
+    from workers.ingest import RecentDeletes
+
+    deletes = RecentDeletes(capacity=3)
+    for pid, version in (("a", 1), ("b", 1), ("c", 1), ("a", 2), ("d", 1)):
+        deletes[pid] = version
+    assert deletes == {"c": 1, "a": 2, "d": 1}  # "b" was the oldest delete; "a" was deleted again since
