@@ -8,8 +8,11 @@ with ``events_per_s`` (first record to the N-th):
   - ``faust-triage``: the same agent also validating and triaging each event as the ingest agent
     does (``workers.ingest.triage``), without the pipeline and the producer;
   - ``aiokafka``: ``AIOKafkaConsumer.getmany`` in batches of up to 5,000 and a commit per batch,
-    the read path below Faust.
-Used by ``vitrine bench ingest`` to say where the patch ceiling is; not a worker.
+    the read path below Faust;
+  - ``source`` / ``source-triage``: ``streams.source.BatchSource`` (what the ingest and index workers
+    read with: acknowledged-prefix commits every 0.5 s), acknowledging each record at once, or after
+    validating and triaging it as the ingest worker does.
+Says where the patch ceiling is; not a worker.
 """
 
 from __future__ import annotations
@@ -83,16 +86,50 @@ async def run_aiokafka(bootstrap: str, topic: str, n: int) -> None:
         await consumer.stop()
 
 
+async def run_source(bootstrap: str, topic: str, n: int, triage_events: bool) -> None:
+    from streams.codecs import SourceRef
+    from streams.source import BatchSource, Record
+    from workers.ingest import RecentDeletes, Work, triage
+
+    seen = {"n": 0, "t0": 0.0}
+    done = asyncio.Event()
+    deletes = RecentDeletes()
+
+    async def handle(rec: Record) -> None:
+        if seen["n"] == 0:
+            seen["t0"] = time.perf_counter()
+        if triage_events:
+            triage(Work(raw=rec.value or b"", source=SourceRef(rec.topic, rec.partition, rec.offset), key=None,
+                        ack=rec.ack), deletes)
+        rec.ack()
+        seen["n"] += 1
+        if seen["n"] >= n:
+            done.set()
+
+    source = BatchSource(topic, bootstrap, f"bench-consume-{uuid.uuid4().hex[:8]}", handle)
+    await source.start()
+    reader = asyncio.ensure_future(source.read_loop())
+    try:
+        await done.wait()
+        _report("source-triage" if triage_events else "source", n, seen["t0"], time.perf_counter())
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await source.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--topic", required=True)
     p.add_argument("--events", type=int, required=True)
-    p.add_argument("--mode", choices=["faust", "faust-triage", "aiokafka"], required=True)
+    p.add_argument("--mode", choices=["faust", "faust-triage", "aiokafka", "source", "source-triage"], required=True)
     p.add_argument("--work-dir", default=".vitrine/bench-consume")
     a = p.parse_args(argv)
     if a.mode == "aiokafka":
         asyncio.run(run_aiokafka(a.bootstrap, a.topic, a.events))
+    elif a.mode.startswith("source"):
+        asyncio.run(run_source(a.bootstrap, a.topic, a.events, a.mode == "source-triage"))
     else:
         sys.argv = [sys.argv[0], "worker"]  # Faust's Worker reads its own command line
         run_faust(a.bootstrap, a.topic, a.events, a.mode == "faust-triage", Path(a.work_dir))
