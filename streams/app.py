@@ -1,9 +1,11 @@
 """The Faust app factory: one place that fixes how every vitrine worker talks to Kafka.
 
 Nothing is created at import (no app singleton); each worker process calls ``make_app`` with its
-settings. Offsets are committed by Faust only for acknowledged events, and vitrine's agents
-acknowledge an event only after the write that covers it was acknowledged downstream, so a crash
-at any point replays what was not finished (at-least-once; ARCHITECTURE.md guarantee 1).
+settings. The query worker's agent reads through Faust; the ingest and index workers read with
+``streams.source.BatchSource`` (their apps start no Faust consumer: ``consume=False``). Either way
+an offset is committed only for acknowledged events, and vitrine acknowledges an event only after
+the write that covers it was acknowledged downstream, so a crash at any point replays what was not
+finished (at-least-once; ARCHITECTURE.md guarantee 1).
 """
 
 from __future__ import annotations
