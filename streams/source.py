@@ -15,7 +15,9 @@ Contract (ARCHITECTURE.md guarantee 1, at-least-once):
 - Records of a revoked partition still in flight are not waited for: their acknowledgements are
   dropped, and the new owner reads them again from the committed offset. That costs duplicates,
   never a loss (the index writer's version guard makes a replay a no-op).
-- A record of a partition that was revoked while its batch was being handed out is not handed out.
+- A rebalance while a fetched batch is being handed out drops the rest of that batch (it is read
+  again from the committed offsets), so a partition handed straight back never starts its
+  tracking past records still unacknowledged from before the rebalance.
 - Flow: ``handle`` is awaited per record, so a handler that blocks (a full batcher) stops the reads;
   aiokafka's fetcher holds at most ``fetch_max_bytes`` meanwhile. Heartbeats run in aiokafka's
   background task, and ``max_poll_interval_s`` is 1,000 s (Faust's default), so a long stall of the
@@ -40,7 +42,7 @@ log = logging.getLogger("vitrine.source")
 class Record:
     """One consumed record. ``ack()`` once whatever it caused was acknowledged downstream."""
 
-    __slots__ = ("topic", "partition", "offset", "key", "value", "_entry")
+    __slots__ = ("_entry", "key", "offset", "partition", "topic", "value")
 
     def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
                  entry: list[Any]) -> None:
@@ -58,13 +60,12 @@ class Record:
 class _Partition:
     """The records of one partition handed out in this assignment, in offset order, and what was committed."""
 
-    __slots__ = ("pending", "next", "committed", "live")
+    __slots__ = ("committed", "next", "pending")
 
     def __init__(self, start: int) -> None:
         self.pending: deque[list[Any]] = deque()  # [offset, acknowledged]
         self.next = start  # the offset after the last record handed out
         self.committed = start  # the offset committed last (the position the assignment started at)
-        self.live = True
 
     def add(self, offset: int) -> list[Any]:
         entry = [offset, False]
@@ -109,6 +110,7 @@ class BatchSource:
         self._parts: dict[Any, _Partition] = {}
         self._commit_lock = asyncio.Lock()
         self._committer: asyncio.Task[None] | None = None
+        self._generation = 0  # bumped by every revocation: a batch fetched before it is not handed out
         self.handed_out = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -150,15 +152,18 @@ class BatchSource:
             raise RuntimeError("BatchSource: call start() first")
         while True:
             fetched = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
+            generation = self._generation
             for tp, messages in fetched.items():
+                if self._generation != generation:
+                    break  # a rebalance while this batch was handed out: its rest is stale (see _revoked)
                 part = self._parts.get(tp)
                 if part is None:
                     if tp not in consumer.assignment():
-                        continue  # revoked since the fetch: the new owner reads these
+                        continue
                     part = self._parts[tp] = _Partition(messages[0].offset)
                 for msg in messages:
-                    if not part.live:
-                        break  # revoked while this batch was being handed out
+                    if self._generation != generation:
+                        break
                     await self._handle(Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
                                               part.add(msg.offset)))
                     self.handed_out += 1
@@ -197,11 +202,18 @@ class BatchSource:
                 log.warning("commit round failed: %r", exc)
 
     async def _revoked(self, revoked: set[Any]) -> None:
+        """Commit the revoked partitions' acknowledged prefix and forget them.
+
+        The rest of a fetched batch is dropped too (a new ``_generation``): the group may hand a
+        partition straight back, and the consumer then reads it again from the committed offset.
+        A stale record handed out under the new assignment would start that partition's tracker
+        past records that were handed out before the rebalance and never acknowledged, and its
+        first commit would skip them.
+        """
+        self._generation += 1
         await self.commit(only=set(revoked))
         for tp in revoked:
-            part = self._parts.pop(tp, None)
-            if part is not None:
-                part.live = False
+            self._parts.pop(tp, None)  # later acknowledgements of its records land in a dropped tracker
         if revoked:
             log.info("revoked %s", sorted(f"{tp.topic}/{tp.partition}" for tp in revoked))
 

@@ -133,3 +133,65 @@ def test_a_revoked_partition_moves_with_its_acknowledged_prefix_and_late_acks_ar
         await b.stop()
 
     asyncio.run(scenario())
+
+
+class _Msg:
+    def __init__(self, tp: Any, offset: int) -> None:
+        self.topic, self.partition, self.offset = tp.topic, tp.partition, offset
+        self.key, self.value = None, b"x"
+
+
+class _ScriptedConsumer:
+    """aiokafka's consumer reduced to what ``BatchSource.read_loop`` calls, returning scripted fetches,
+    so that a rebalance can land at an exact point of a batch (not reproducible on a live broker)."""
+
+    def __init__(self, tps: set[Any], fetches: list[dict[Any, list[_Msg]]]) -> None:
+        self.tps, self.fetches, self.commits = tps, fetches, []  # type: ignore[var-annotated]
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, list[_Msg]]:
+        if self.fetches:
+            return self.fetches.pop(0)
+        await asyncio.sleep(3600)
+        return {}
+
+    def assignment(self) -> set[Any]:
+        return self.tps
+
+    async def commit(self, offsets: dict[Any, Any]) -> None:
+        self.commits.append({tp.partition: meta.offset for tp, meta in offsets.items()})
+
+
+def test_a_batch_fetched_before_a_rebalance_is_not_handed_out_after_it() -> None:
+    """Partition 1's records 0-4 were handed out and not acknowledged; the group then revokes both
+    partitions and hands them straight back while the next fetched batch (records 5-9 of each) is
+    being handed out. Handing out partition 1's 5-9 then would start its tracking at 5, and their
+    acknowledgement would commit 10 over the never-acknowledged 0-4: a loss on the next crash."""
+    from aiokafka.structs import TopicPartition
+
+    tp0, tp1 = TopicPartition("t", 0), TopicPartition("t", 1)
+    fetches = [{tp0: [_Msg(tp0, o) for o in range(5)], tp1: [_Msg(tp1, o) for o in range(5)]},
+               {tp0: [_Msg(tp0, o) for o in range(5, 10)], tp1: [_Msg(tp1, o) for o in range(5, 10)]},
+               {tp0: [_Msg(tp0, o) for o in range(10)], tp1: [_Msg(tp1, o) for o in range(10)]}]  # read again
+    consumer = _ScriptedConsumer({tp0, tp1}, fetches)
+    handed: list[tuple[int, int]] = []
+    rebalanced = asyncio.Event()
+
+    async def scenario() -> None:
+        async def handle(rec: Record) -> None:
+            handed.append((rec.partition, rec.offset))
+            if (rec.partition, rec.offset) == (0, 5) and not rebalanced.is_set():
+                rebalanced.set()
+                await source._revoked({tp0, tp1})  # what aiokafka's listener does; both come straight back
+            elif rebalanced.is_set():
+                rec.ack()  # everything handed out after the rebalance is done at once
+
+        source = BatchSource("t", "unused:0", "g", handle)
+        source._consumer = consumer
+        reader = asyncio.ensure_future(source.read_loop())
+        await until(lambda: len(handed) >= 10 + 1 + 20, what="the scripted fetches")
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        assert handed[10] == (0, 5) and handed[11:] == [(0, o) for o in range(10)] + [(1, o) for o in range(10)]
+        assert await source.commit() == {tp0: 10, tp1: 10}  # from the records read again, not the stale ones
+
+    asyncio.run(scenario())
