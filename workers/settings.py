@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     index_batch_max_size: int = Field(512, description="index writer: most records per Milvus write")
     index_batch_max_wait_s: float = 0.02
     flush_rows: int = Field(5000, description="index writer: seal fresh segments after this many writes ...")
-    flush_interval_s: float = Field(30.0, description="... or this long after the last flush, if any were written")
+    flush_interval_s: float = Field(120.0, description="... or this long after the last flush, if any were written")
     index_retry_budget_s: float = Field(
         300.0, description="index writer: longest a batch waits for Milvus; then the worker exits with status 75 "
         "(nothing acknowledged: its restart replays the batch)")
