@@ -30,6 +30,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.abc import ConsumerRebalanceListener
@@ -39,19 +40,16 @@ __all__ = ["BatchSource", "Record"]
 log = logging.getLogger("vitrine.source")
 
 
+@dataclass(slots=True)
 class Record:
     """One consumed record. ``ack()`` once whatever it caused was acknowledged downstream."""
 
-    __slots__ = ("_entry", "key", "offset", "partition", "topic", "value")
-
-    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-                 entry: list[Any]) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.key = key
-        self.value = value
-        self._entry = entry
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    _entry: list[Any]  # the partition tracker's [offset, acknowledged]
 
     def ack(self) -> None:
         self._entry[1] = True
@@ -111,7 +109,6 @@ class BatchSource:
         self._commit_lock = asyncio.Lock()
         self._committer: asyncio.Task[None] | None = None
         self._generation = 0  # bumped by every revocation: a batch fetched before it is not handed out
-        self.handed_out = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -166,7 +163,6 @@ class BatchSource:
                         break
                     await self._handle(Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
                                               part.add(msg.offset)))
-                    self.handed_out += 1
 
     # ------------------------------------------------------------------ commits
 

@@ -110,8 +110,7 @@ def layout_for(settings: Settings, vision: Any) -> IndexLayout:
 
 def _source(event: Any) -> tuple[bytes, SourceRef, str | None]:
     msg = event.message
-    key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else msg.key
-    return msg.value or b"", SourceRef(msg.topic, msg.partition, msg.offset), key
+    return msg.value or b"", SourceRef(msg.topic, msg.partition, msg.offset), _key(msg.key)
 
 
 # ---------------------------------------------------------------------------- ingest
@@ -203,8 +202,8 @@ def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
     return app
 
 
-def _key(key: bytes | None) -> str | None:
-    return key.decode("utf-8", "replace") if key is not None else None
+def _key(key: bytes | str | None) -> str | None:
+    return key.decode("utf-8", "replace") if isinstance(key, bytes) else key
 
 
 def _batch_source(settings: Settings, topic: str, group: str, handle: Any) -> BatchSource:

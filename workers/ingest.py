@@ -319,8 +319,9 @@ def triage(work: Work, versions: MutableMapping[str, int]) -> Work:
     Sets ``work.event``; ``work.error`` when it is invalid (to the DLQ), ``work.skip`` when a newer
     delete was already seen. Only deletes are remembered, because only they cannot fail after this
     point: remembering an upsert here let a replay skip an older upsert for a newer one whose image
-    then could not be fetched, so the product was never indexed (found by the crash test). Every outcome still goes through the pipeline, so that acknowledgements
-    follow offset order (see the module docstring).
+    then could not be fetched, so the product was never indexed (found by the crash test). Every
+    outcome still goes through the pipeline, so that acknowledgements follow offset order (see the
+    module docstring).
     """
     ev, err = admit(work.raw)
     work.event = ev

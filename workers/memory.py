@@ -14,7 +14,8 @@ it; its RSS stays at the peak instead of going up and down with each batch.
 
 Call it first thing in a process, before any thread starts (an arena once made stays in use).
 Measured on 2 CPU cores, batch 32, by a microbenchmark of the backbone in an executor thread
-(medians of 7): 42-46 images/s without, 70-81 with; ``vitrine bench ingest`` shows the end-to-end effect. A no-op (returns False) where the C library is not glibc, or when the
+(medians of 7): 42-46 images/s without, 70-81 with; ``vitrine bench ingest`` shows the end-to-end
+effect. A no-op (returns False) where the C library is not glibc, or when the
 environment sets ``VITRINE_KEEP_FREED_MEMORY=false``.
 """
 
