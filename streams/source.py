@@ -96,7 +96,7 @@ class BatchSource:
     ) -> None:
         self.topic = topic
         self._bootstrap = bootstrap
-        self._group = group_id
+        self.group = group_id
         self._handle = handle
         self._session_timeout_s = session_timeout_s
         self._commit_interval_s = commit_interval_s
@@ -117,7 +117,7 @@ class BatchSource:
 
         session_ms = int(self._session_timeout_s * 1000)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, group_id=self._group, client_id=self._client_id,
+            bootstrap_servers=self._bootstrap, group_id=self.group, client_id=self._client_id,
             enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=session_ms, heartbeat_interval_ms=max(session_ms // 10, 500),
             rebalance_timeout_ms=max(session_ms * 2, 10_000),

@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -33,7 +34,7 @@ from workers import metrics as m
 from workers.exceptions import DeadLetter
 from workers.fetch import FetchPolicy, ImageFetcher
 from workers.index_writer import IndexWriter, Item
-from workers.ingest import IngestPipeline, RecentDeletes, Work, dead_letter_record, triage
+from workers.ingest import IngestPipeline, RecentDeletes, Work, dead_letter_record, triage, work_of
 from workers.query import QueryService
 from workers.settings import Settings
 from workers.stages import supervise
@@ -148,8 +149,7 @@ def build_ingest_app(settings: Settings, vision: Any) -> Any:
     )
 
     async def handle(rec: Record) -> None:
-        work = triage(Work(raw=rec.value or b"", source=SourceRef(rec.topic, rec.partition, rec.offset),
-                           key=_key(rec.key), ack=rec.ack), deletes)
+        work = triage(work_of(rec), deletes)
         m.EVENTS_CONSUMED.labels("ingest", work.event.type if work.event else "invalid").inc()
         await pipeline.put(work)  # invalid and superseded too: acknowledged in offset order
 
@@ -161,8 +161,6 @@ def build_ingest_app(settings: Settings, vision: Any) -> Any:
         pipeline.start()
         await _run_source(app, source, settings)
 
-    app.vitrine_source = source
-    app.vitrine_pipeline = pipeline
     return app
 
 
@@ -197,8 +195,6 @@ def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
         writer.start()
         await _run_source(app, source, settings)
 
-    app.vitrine_source = source
-    app.vitrine_writer = writer
     return app
 
 
@@ -217,19 +213,15 @@ async def _run_source(app: Any, source: BatchSource, settings: Settings) -> None
     The group's first join is retried for ``kafka_wait_s`` (a broker restarting), then the worker exits
     with status 75. A read loop that dies takes the worker down (``workers.stages.supervise``).
     """
-    delay, give_up_at = 0.5, time.monotonic() + settings.kafka_wait_s
-    while True:
+    async def join() -> None:
         try:
             await source.start()
-            break
-        except Exception as exc:
-            await source.stop()
-            if time.monotonic() + delay > give_up_at:
-                log.critical("could not join the %s group in %.0fs: %r", source.topic, settings.kafka_wait_s, exc)
-                _exit_tempfail(exc)
-            log.warning("consumer of %s not started (%r); retrying in %.1fs", source.topic, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        except Exception:
+            await source.stop()  # a half-started consumer holds a connection
+            raise
+
+    await _with_retries(join, f"joining the {source.group} group on {source.topic}",
+                        give_up_after_s=settings.kafka_wait_s)
     reader = supervise(source.read_loop, app.conf.id, _exit_tempfail)
     app.vitrine_ready["ok"] = True
     try:
@@ -250,13 +242,26 @@ def _exit_tempfail(exc: BaseException) -> None:
 
 
 async def _start_index(index: ProductIndex, *, create: bool, via_alias: bool = False) -> None:
+    await _with_retries(lambda: asyncio.to_thread(index.start, create=create, via_alias=via_alias),
+                        "opening the Milvus collection", retry_on=IndexUnavailable)
+
+
+async def _with_retries(attempt: Callable[[], Awaitable[None]], what: str, *,
+                        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+                        give_up_after_s: float | None = None) -> None:
+    """Await ``attempt()`` until it succeeds, backing off from 0.5 s to 5 s; past ``give_up_after_s``
+    (when given) the worker exits with status 75, EX_TEMPFAIL."""
     delay = 0.5
+    give_up_at = None if give_up_after_s is None else time.monotonic() + give_up_after_s
     while True:
         try:
-            await asyncio.to_thread(index.start, create=create, via_alias=via_alias)
+            await attempt()
             return
-        except IndexUnavailable as exc:
-            log.warning("Milvus not ready (%s); retrying in %.1fs", exc, delay)
+        except retry_on as exc:
+            if give_up_at is not None and time.monotonic() + delay > give_up_at:
+                log.critical("%s: gave up after %.0fs: %r", what, give_up_after_s, exc)
+                _exit_tempfail(exc)
+            log.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -303,5 +308,4 @@ def build_query_app(settings: Settings, vision: Any, layout: IndexLayout) -> Any
             return self.json(reply, status=status)
 
     app.page("/search")(SearchView)
-    app.vitrine_service = service
     return app

@@ -44,6 +44,7 @@ import numpy as np
 from streams.codecs import IndexRecord, SourceRef, dumps
 from streams.exceptions import InvalidEvent
 from streams.schema import HOT_ATTRIBUTES, DeleteEvent, Event, PatchEvent, UpsertEvent, parse_event
+from streams.source import Record
 from workers import metrics as m
 from workers.batching import Batcher
 from workers.exceptions import DeadLetter
@@ -66,6 +67,12 @@ class Work:
     image: np.ndarray | None = None  # (H, W, 3) uint8, upserts only
     error: DeadLetter | None = None
     skip: bool = False  # superseded: acknowledged in its turn, nothing emitted
+
+
+def work_of(rec: Record) -> Work:
+    """The ``Work`` for one record read by ``streams.source.BatchSource``; ``rec.ack`` acknowledges it."""
+    key = rec.key.decode("utf-8", "replace") if isinstance(rec.key, bytes) else rec.key
+    return Work(raw=rec.value or b"", source=SourceRef(rec.topic, rec.partition, rec.offset), key=key, ack=rec.ack)
 
 
 #: Most original bytes a dead-letter record carries. Base64 grows them by 4/3, and a record must stay

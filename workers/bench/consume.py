@@ -87,9 +87,8 @@ async def run_aiokafka(bootstrap: str, topic: str, n: int) -> None:
 
 
 async def run_source(bootstrap: str, topic: str, n: int, triage_events: bool) -> None:
-    from streams.codecs import SourceRef
     from streams.source import BatchSource, Record
-    from workers.ingest import RecentDeletes, Work, triage
+    from workers.ingest import RecentDeletes, triage, work_of
 
     seen = {"n": 0, "t0": 0.0}
     done = asyncio.Event()
@@ -99,8 +98,7 @@ async def run_source(bootstrap: str, topic: str, n: int, triage_events: bool) ->
         if seen["n"] == 0:
             seen["t0"] = time.perf_counter()
         if triage_events:
-            triage(Work(raw=rec.value or b"", source=SourceRef(rec.topic, rec.partition, rec.offset), key=None,
-                        ack=rec.ack), deletes)
+            triage(work_of(rec), deletes)  # as the ingest worker's handler does
         rec.ack()
         seen["n"] += 1
         if seen["n"] >= n:
