@@ -36,7 +36,8 @@ def run_worker(kind: str) -> None:
     from workers.vision.pipeline import VisionPipeline
 
     started = time.time()
-    vision = VisionPipeline.real(device=settings.device)
+    vision = VisionPipeline.real(device=settings.device, dtype=settings.model_dtype)
+    logging.getLogger("vitrine").info("%s worker: models on %s in %s", kind, settings.device, vision.dtype)
     layout = layout_for(settings, vision)
     wait_for_broker(settings.kafka_bootstrap, settings.kafka_wait_s, client_options=settings.kafka_options())
     ensure_topics(settings.kafka_bootstrap, settings.topics, client_options=settings.kafka_options())

@@ -70,7 +70,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     t0 = time.time()
     ev = Evaluator(Path(a.data), Path(a.cache), Path(a.weights), device=pick_device(a.device), seed=a.seed,
-                   split=a.split)
+                   split=a.split, dtype=a.dtype)
     if a.suite == "all":
         result: dict[str, Any] = {s: run_suite(ev, s, a) for s in SUITES}
     else:
@@ -100,5 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--weights", default=str(REPO / "workers" / "vision" / "weights"))
     p.add_argument("--cache", default=".vitrine/cache")
     p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="backbone compute dtype; auto = bfloat16 on CUDA and on AMX CPUs, as the workers run it")
     p.add_argument("--json", default=None, help="write the figures here (and a .png plot next to it)")
     p.set_defaults(func=cmd_eval)

@@ -9,7 +9,7 @@ upper-cased field name (``kafka_bootstrap`` -> ``VITRINE_KAFKA_BOOTSTRAP``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,6 +77,8 @@ class Settings(BaseSettings):
 
     # Models
     device: str = Field("cpu", description="cpu, cuda or cuda:N")
+    model_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="backbone compute dtype: auto = bfloat16 on CUDA and on CPUs with AMX, float32 elsewhere")
     decode_workers: int = Field(2, description="threads decoding images")
     model_workers: int = Field(0, description="ingest: batches in the model at once, each in its own thread; "
                                "0 = 2 on a CPU (each batch on its share of the cores), 1 on a GPU")

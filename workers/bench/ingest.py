@@ -347,8 +347,9 @@ def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None
     shutil.rmtree(work_dir, ignore_errors=True)
     report: dict[str, Any] = {"device": device, "events": events, "image_source": str(root)}
 
-    vision = VisionPipeline.real(device=device)
+    vision = VisionPipeline.real(device=device)  # dtype "auto", as the workers run it by default
     vision.load()
+    report["dtype"] = vision.dtype
     blobs = [p.read_bytes() for p in images[:events]]
     model_workers = Settings(device=device).model_threads()  # as the ingest worker runs them
     report["model_only"] = model_only(vision, blobs, batch=32, model_workers=model_workers)
@@ -436,6 +437,7 @@ def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None
         "patch_events_per_s_hot_products": report["patches_hot"]["events_per_s"],
         "patch_events_per_s_ingest_worker_alone": report["patches_alone"]["ingest_events_per_s"],
         "patch_events_per_s_index_worker_alone": report["patches_alone"]["events_per_s"], "device": device,
+        "dtype": report["dtype"],
     }
     return report
 

@@ -92,11 +92,11 @@ class Served:
 
 class Evaluator:
     def __init__(self, data: Path, cache: Path, weights: Path, *, device: str = "cpu", seed: int = 0,
-                 split: str = "heldout", progress: bool = True) -> None:
+                 split: str = "heldout", progress: bool = True, dtype: str = "auto") -> None:
         manifest = read_manifest(weights)
         if manifest is None:
             raise FileNotFoundError(f"no trained heads in {weights}: run `vitrine train` first")
-        self.shared = SharedHeads(manifest, weights, device)
+        self.shared = SharedHeads(manifest, weights, device, dtype)  # "auto": as the workers serve
         self.shared.load()
         self.data, self.cache, self.seed, self.split, self.progress = data, cache, seed, split, progress
         self.det_version = manifest["detector"]["version"]

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from workers.vision.backbone import S16_CHANNELS, Lite0Backbone
@@ -60,7 +61,8 @@ class FeatureSet:
 
 
 def _digest(name: str, items: Sequence[Item], maps: bool, backbone: Lite0Backbone) -> str:
-    h = hashlib.sha1(f"{backbone.name}@{backbone.version}|{CACHE_VERSION}|{name}|{maps}".encode())
+    dtype = "" if backbone.dtype == torch.float32 else f"|{backbone.dtype}"  # float32 keeps the old caches
+    h = hashlib.sha1(f"{backbone.name}@{backbone.version}{dtype}|{CACHE_VERSION}|{name}|{maps}".encode())
     for it in items:
         h.update(it.key.encode() + b"\n")
     return h.hexdigest()[:16]

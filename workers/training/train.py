@@ -101,7 +101,7 @@ def run_training(data: Path, out: Path, cache: Path, *, seed: int = 0, device: s
     t0 = time.time()
     torch.manual_seed(seed)
     plan = make_plan(data, seed, views_per_item, composites if not limit else min(composites, max(8, limit // 4)), limit)
-    backbone = Lite0Backbone(device)
+    backbone = Lite0Backbone(device, "float32")  # the heads learn float32 features on every machine
     ts = training_sets(plan, backbone, cache, progress)
     t_feat = time.time() - t0
     gal = plan.gallery

@@ -12,6 +12,11 @@ Contract:
     ``EfficientNetEmbedder.core``), ``s16`` (B, 112, 14, 14) and ``s32`` (B, 1280, 7, 7) float32.
   - ``load()`` loads the ImageNet weights (idempotent); before it, ``forward`` raises
     ``ModelNotLoadedError``. No I/O at construction.
+  - ``dtype``: the convolutions run under bf16 autocast when it resolves to bfloat16 ("auto" does on
+    CUDA and on CPUs with AMX: ``workers.vision.embedders.resolve_dtype``); outputs are float32 either
+    way. On this project's AMX CPU, bf16 ran a batch of 32 in 0.4-0.5x the float32 time, a batch of 1
+    in about the same; the pooled features keep a cosine of 0.9986 with float32 ones (the vectors of
+    a bf16 and a float32 worker are interchangeable in one index, so the model version does not name it).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 import torch
 
 from workers.vision.efficientnet import INPUT_MEAN, INPUT_SIZE, INPUT_STD, load_efficientnet_lite0
-from workers.vision.embedders import letterbox
+from workers.vision.embedders import letterbox, resolve_dtype
 from workers.vision.exceptions import ModelNotLoadedError
 from workers.vision.fused import FusedLite0, fuse
 
@@ -81,8 +86,9 @@ class Lite0Backbone:
     name = "effnet-lite0"
     version = "1"
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", dtype: str | torch.dtype = "auto") -> None:
         self.device = torch.device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
         self._model: FusedLite0 | None = None
 
     @property
@@ -108,7 +114,7 @@ class Lite0Backbone:
         if self._model is None:
             raise ModelNotLoadedError(self.name)
         m = self._model
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.device.type, self.dtype, enabled=self.dtype != torch.float32):
             x = batch.to(self.device).contiguous(memory_format=torch.channels_last)
             x = m.stem(x)
             for block in m.blocks[:_S16_BLOCKS]:
@@ -116,8 +122,8 @@ class Lite0Backbone:
             s16 = x.clone()  # later blocks modify x in place (residual add_)
             for block in m.blocks[_S16_BLOCKS:]:
                 x = block(x)
-            s32 = m.head(x)
-            return Features(pooled=s32.mean(dim=(2, 3)).float(), s16=s16.float(), s32=s32.float())
+            s32 = m.head(x).float()  # pooled in float32 (a bf16 mean of 49 values loses a bit more)
+            return Features(pooled=s32.mean(dim=(2, 3)), s16=s16.float(), s32=s32)
 
     def features(self, images: Sequence[np.ndarray]) -> tuple[Features, list[Geometry]]:
         """preprocess + forward."""

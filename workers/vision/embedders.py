@@ -38,9 +38,35 @@ from workers.vision.exceptions import ModelNotLoadedError
 from workers.vision.fused import FusedLite0, fuse
 from workers.vision.protocols import check_image
 
-__all__ = ["EfficientNetEmbedder", "letterbox"]
+__all__ = ["DTYPES", "EfficientNetEmbedder", "letterbox", "native_bf16", "resolve_dtype"]
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: What ``resolve_dtype`` takes: "auto" picks by the hardware.
+DTYPES = ("auto", *_DTYPES)
+
+
+def native_bf16(device: str | torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 in hardware: a CUDA GPU that supports it, or a CPU with AMX tiles.
+
+    On a CPU without AMX, oneDNN emulates or half-uses bf16 and the backbone gains little or loses,
+    so "auto" stays float32 there (AVX512-BF16 alone, e.g. Zen 4, is not measured, so not assumed).
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, hence the guard
+    return dev.type == "cpu" and probe is not None and bool(probe())
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device) -> torch.dtype:
+    """The backbone's compute dtype: "auto" is bfloat16 where ``native_bf16(device)``, else float32."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if native_bf16(device) else torch.float32
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    return _DTYPES[dtype]
 
 
 def letterbox(crop: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
@@ -64,8 +90,8 @@ class EfficientNetEmbedder:
 
     Args:
         device: torch device for ``core`` ("cpu", "cuda", "cuda:1").
-        dtype: compute dtype of ``core``: "float32" (default), or "bfloat16" / "float16" via
-            autocast (weights stay float32; use on CUDA, where bf16 roughly doubles throughput).
+        dtype: compute dtype of ``core``: "float32" (default), "bfloat16" / "float16" via autocast
+            (weights stay float32), or "auto" (``resolve_dtype``: bf16 on CUDA and on AMX CPUs).
     """
 
     name = "effnet-lite0-gap"
@@ -74,11 +100,7 @@ class EfficientNetEmbedder:
 
     def __init__(self, device: str = "cpu", dtype: str | torch.dtype = "float32") -> None:
         self.device = torch.device(device)
-        if isinstance(dtype, str):
-            if dtype not in _DTYPES:
-                raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-            dtype = _DTYPES[dtype]
-        self.dtype: torch.dtype = dtype
+        self.dtype: torch.dtype = resolve_dtype(dtype, device)
         self._model: FusedLite0 | None = None
 
     @property

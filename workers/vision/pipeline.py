@@ -74,7 +74,7 @@ class VisionPipeline:
         self.text = text
 
     @classmethod
-    def real(cls, device: str = "cpu", dtype: str = "float32") -> VisionPipeline:
+    def real(cls, device: str = "cpu", dtype: str = "auto") -> VisionPipeline:
         """The production models on ``device``, not loaded yet (call ``load()``).
 
         With the shipped head weights (``workers/vision/weights``): the trained ROI detector,
@@ -88,11 +88,11 @@ class VisionPipeline:
         if manifest is not None:
             from workers.vision.trained_pipeline import TrainedVisionPipeline
 
-            return TrainedVisionPipeline.from_manifest(manifest, device=device)
+            return TrainedVisionPipeline.from_manifest(manifest, device=device, dtype=dtype)
         return cls.baseline(device=device, dtype=dtype)
 
     @classmethod
-    def baseline(cls, device: str = "cpu", dtype: str = "float32") -> VisionPipeline:
+    def baseline(cls, device: str = "cpu", dtype: str = "auto") -> VisionPipeline:
         """The untrained pipeline: whole image, colour tagger, pooled ImageNet features (1280-d)."""
         return cls(
             detector=WholeImageDetector(),
@@ -122,6 +122,11 @@ class VisionPipeline:
             load = getattr(model, "load", None)
             if callable(load):
                 load()
+
+    @property
+    def dtype(self) -> str:
+        """The backbone's compute dtype, e.g. "bfloat16": what "auto" resolved to on this machine."""
+        return str(getattr(self.embedder, "dtype", "float32")).removeprefix("torch.")
 
     @property
     def model_version(self) -> str:

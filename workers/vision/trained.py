@@ -91,11 +91,11 @@ class SharedHeads:
     """The backbone and the three heads, loaded once and shared by the model objects below."""
 
     def __init__(self, manifest: dict[str, dict[str, Any]], weights_dir: Path = WEIGHTS_DIR,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", dtype: str = "auto") -> None:
         self.manifest = manifest
         self.weights_dir = weights_dir
         self.device = device
-        self.backbone = Lite0Backbone(device)
+        self.backbone = Lite0Backbone(device, dtype)  # the heads run in float32 on its float32 outputs
         self.detector: DetectorHead | None = None
         self.tagger: TaggerHeads | None = None
         self.projection: ProjectionHead | None = None

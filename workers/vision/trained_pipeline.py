@@ -43,14 +43,19 @@ class TrainedVisionPipeline(VisionPipeline):
     embedder: TrainedEmbedder
 
     @classmethod
-    def from_manifest(cls, manifest: dict[str, dict[str, Any]], device: str = "cpu") -> TrainedVisionPipeline:
-        shared = SharedHeads(manifest, device=device)
+    def from_manifest(cls, manifest: dict[str, dict[str, Any]], device: str = "cpu",
+                      dtype: str = "auto") -> TrainedVisionPipeline:
+        shared = SharedHeads(manifest, device=device, dtype=dtype)
         return cls(TrainedDetector(shared), TrainedTagger(shared), TrainedEmbedder(shared),
                    ColourHistogramEmbedder(), MiniLMTextEmbedder(device=device))
 
     @property
     def shared(self) -> SharedHeads:
         return self.embedder.shared
+
+    @property
+    def dtype(self) -> str:
+        return str(self.shared.backbone.dtype).removeprefix("torch.")
 
     @property
     def fusion(self) -> FusionConfig:
