@@ -16,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ing.add_argument("--kafka", default=None,
                      help="bootstrap of a running broker (default: Apache Kafka from infra/kafka/libs, else tansu)")
     ing.add_argument("--device", default="cpu")
+    ing.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                     help="the backbone's dtype in every run (model alone, naive, workers); auto as the workers default")
     ing.add_argument("--rates", default="0.25,0.5,0.75,1.0",
                      help="fixed publish rates as fractions of the measured maximum (1.0 = paced at it)")
     ing.add_argument("--rate-seconds", type=float, default=20.0)
@@ -58,7 +60,7 @@ def _ingest(args: argparse.Namespace) -> int:
             print(f"broker: tansu (no Apache Kafka: {exc}); freshness then includes tansu's fetch wait")
     try:
         report = ingest.run(events=args.events, data_dir=data if data.is_dir() else None,
-                            work_dir=Path(args.work_dir), kafka=kafka, device=args.device,
+                            work_dir=Path(args.work_dir), kafka=kafka, device=args.device, dtype=args.dtype,
                             rates=tuple(float(r) for r in args.rates.split(",")),
                             rate_seconds=args.rate_seconds, naive_events=args.naive_events, patches=args.patches,
                             kafka_pid=broker.pid if broker else None)

@@ -332,6 +332,7 @@ def _brief(drain: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None, device: str = "cpu",
+        dtype: str = "auto",
         rates: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0), rate_seconds: float = 20.0, naive_events: int = 60,
         patches: int = 2000, kafka_pid: int | None = None) -> dict[str, Any]:
     import shutil
@@ -347,7 +348,7 @@ def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None
     shutil.rmtree(work_dir, ignore_errors=True)
     report: dict[str, Any] = {"device": device, "events": events, "image_source": str(root)}
 
-    vision = VisionPipeline.real(device=device)  # dtype "auto", as the workers run it by default
+    vision = VisionPipeline.real(device=device, dtype=dtype)  # the workers get the same VITRINE_MODEL_DTYPE
     vision.load()
     report["dtype"] = vision.dtype
     blobs = [p.read_bytes() for p in images[:events]]
@@ -356,6 +357,7 @@ def run(*, events: int, data_dir: Path | None, work_dir: Path, kafka: str | None
     print(f"model alone: {report['model_only']['images_per_s']} images/s on {report['model_only']['cores']} cores", flush=True)
 
     env = {"VITRINE_FETCH_ALLOW_FILE": "true", "VITRINE_FETCH_FILE_ROOT": str(root), "VITRINE_DEVICE": device,
+           "VITRINE_MODEL_DTYPE": dtype,
            "VITRINE_LOG_LEVEL": "warning"}
     with LocalStack(work_dir, kafka_bootstrap=kafka, env=env) as stack:
         report["naive"] = naive(vision, stack.kafka_bootstrap, stack.milvus_uri, images[:naive_events], root)
