@@ -36,7 +36,8 @@ def run_worker(kind: str) -> None:
     from workers.vision.pipeline import VisionPipeline
 
     started = time.time()
-    vision = VisionPipeline.real(device=settings.device, dtype=settings.model_dtype)
+    vision = VisionPipeline.real(device=settings.device, dtype=settings.model_dtype,
+                                 text_cache=settings.text_cache_size)
     logging.getLogger("vitrine").info("%s worker: models on %s in %s", kind, settings.device, vision.dtype)
     layout = layout_for(settings, vision)
     wait_for_broker(settings.kafka_bootstrap, settings.kafka_wait_s, client_options=settings.kafka_options())

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     device: str = Field("cpu", description="cpu, cuda or cuda:N")
     model_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="backbone compute dtype: auto = bfloat16 on CUDA and on CPUs with AMX, float32 elsewhere")
+    text_cache_size: int = Field(
+        20_000, ge=0, description="text vectors of recent titles and queries kept (~1.7 KB each); 0 = off")
     decode_workers: int = Field(2, description="threads decoding images")
     model_workers: int = Field(0, description="ingest: batches in the model at once, each in its own thread; "
                                "0 = 2 on a CPU (each batch on its share of the cores), 1 on a GPU")

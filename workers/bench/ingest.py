@@ -43,15 +43,14 @@ def model_only(vision: Any, blobs: list[bytes], batch: int, decode_workers: int 
     total = torch.get_num_threads()
     threads = max(1, total // model_workers)
     chunks = [blobs[i:i + batch] for i in range(0, len(blobs), batch)]
-    texts = [f"product {j}" for j in range(batch)]
-
-    def models(images: list[Any]) -> None:
+    def models(images: list[Any], first: int) -> None:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         vision.analyse(images)
-        vision.embed_text(texts[:len(images)])
+        vision.embed_text([f"product {first + j}" for j in range(len(images))])  # new texts: no cache hits
 
-    list(model_pool.map(models, [[decode_image(blobs[0], target=224)]] * model_workers))  # warm-up
+    list(model_pool.map(models, [[decode_image(blobs[0], target=224)]] * model_workers,
+                        [-1 - w for w in range(model_workers)]))  # warm-up
     t0, c0 = time.perf_counter(), time.process_time()
     running: list[Future[None]] = []
     nxt = decode_pool.map(lambda b: decode_image(b, target=224), chunks[0])
@@ -61,7 +60,7 @@ def model_only(vision: Any, blobs: list[bytes], batch: int, decode_workers: int 
             nxt = decode_pool.map(lambda b: decode_image(b, target=224), chunks[i + 1])
         while len(running) >= model_workers:
             running.pop(0).result()
-        running.append(model_pool.submit(models, images))
+        running.append(model_pool.submit(models, images, i * batch))
     for f in running:
         f.result()
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -213,7 +212,7 @@ def publish(pub: Any, images: list[Path], prefix: str, rate: float | None, probe
                 time.sleep(wait)
         pid = f"{prefix}-{i}"
         now = time.time()
-        pub.upsert(pid, 1, title=f"bench product {i}", price=10.0 + i % 50, images=[f"file://{path}"],
+        pub.upsert(pid, 1, title=f"bench product {pid}", price=10.0 + i % 50, images=[f"file://{path}"],
                    occurred_at=now)
         if rate:
             pub.flush()

@@ -74,7 +74,7 @@ class VisionPipeline:
         self.text = text
 
     @classmethod
-    def real(cls, device: str = "cpu", dtype: str = "auto") -> VisionPipeline:
+    def real(cls, device: str = "cpu", dtype: str = "auto", text_cache: int = 20_000) -> VisionPipeline:
         """The production models on ``device``, not loaded yet (call ``load()``).
 
         With the shipped head weights (``workers/vision/weights``): the trained ROI detector,
@@ -88,18 +88,18 @@ class VisionPipeline:
         if manifest is not None:
             from workers.vision.trained_pipeline import TrainedVisionPipeline
 
-            return TrainedVisionPipeline.from_manifest(manifest, device=device, dtype=dtype)
-        return cls.baseline(device=device, dtype=dtype)
+            return TrainedVisionPipeline.from_manifest(manifest, device=device, dtype=dtype, text_cache=text_cache)
+        return cls.baseline(device=device, dtype=dtype, text_cache=text_cache)
 
     @classmethod
-    def baseline(cls, device: str = "cpu", dtype: str = "auto") -> VisionPipeline:
+    def baseline(cls, device: str = "cpu", dtype: str = "auto", text_cache: int = 20_000) -> VisionPipeline:
         """The untrained pipeline: whole image, colour tagger, pooled ImageNet features (1280-d)."""
         return cls(
             detector=WholeImageDetector(),
             tagger=ColourTagger(),
             embedder=EfficientNetEmbedder(device=device, dtype=dtype),
             colour=ColourHistogramEmbedder(),
-            text=MiniLMTextEmbedder(device=device),
+            text=MiniLMTextEmbedder(device=device, cache_size=text_cache),
         )
 
     @classmethod

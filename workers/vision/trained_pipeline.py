@@ -44,10 +44,10 @@ class TrainedVisionPipeline(VisionPipeline):
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, dict[str, Any]], device: str = "cpu",
-                      dtype: str = "auto") -> TrainedVisionPipeline:
+                      dtype: str = "auto", text_cache: int = 20_000) -> TrainedVisionPipeline:
         shared = SharedHeads(manifest, device=device, dtype=dtype)
         return cls(TrainedDetector(shared), TrainedTagger(shared), TrainedEmbedder(shared),
-                   ColourHistogramEmbedder(), MiniLMTextEmbedder(device=device))
+                   ColourHistogramEmbedder(), MiniLMTextEmbedder(device=device, cache_size=text_cache))
 
     @property
     def shared(self) -> SharedHeads:

@@ -61,6 +61,28 @@ def test_minilm_norms_and_semantics(minilm) -> None:  # type: ignore[no-untyped-
     assert minilm.embed_text([]).shape == (0, 384)
 
 
+def test_minilm_cache_answers_repeats_with_the_models_vectors(minilm) -> None:  # type: ignore[no-untyped-def]
+    cached = MiniLMTextEmbedder(cache_size=2)
+    cached._model = minilm._model  # the same loaded model, a cache of two
+    texts = ["navy wool coat. Double-breasted.", "white canvas sneakers", "navy wool coat. Double-breasted."]
+    fresh = minilm.embed_text(texts)
+    first = cached.embed_text(texts)  # the repeat inside one batch is embedded once
+    assert (cached.hits, cached.misses) == (0, 2)
+    np.testing.assert_allclose(first, fresh, atol=1e-6)
+    assert np.array_equal(first[0], first[2])
+    again = cached.embed_text(texts[::-1])
+    assert (cached.hits, cached.misses) == (3, 2)
+    np.testing.assert_array_equal(again, first[::-1])
+    cached.embed_text(["a third text"])  # evicts the least recently used: the sneakers
+    cached.embed_text(["white canvas sneakers", "navy wool coat. Double-breasted."])
+    assert (cached.hits, cached.misses) == (4, 4)
+    off = MiniLMTextEmbedder(cache_size=0)
+    off._model = minilm._model
+    off.embed_text(texts)
+    off.embed_text(texts)
+    assert (off.hits, off.misses) == (0, 4) and not off._cache
+
+
 def test_tag_is_frozen() -> None:
     tag = Tag("red", 0.9, "model")
     with pytest.raises(AttributeError):
