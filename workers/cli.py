@@ -42,6 +42,10 @@ def run_worker(kind: str) -> None:
     layout = layout_for(settings, vision)
     wait_for_broker(settings.kafka_bootstrap, settings.kafka_wait_s, client_options=settings.kafka_options())
     ensure_topics(settings.kafka_bootstrap, settings.topics, client_options=settings.kafka_options())
+    if kind in ("ingest", "query"):
+        from workers.metrics import watch_text_cache
+
+        watch_text_cache(vision.text)
     if kind == "ingest":
         vision.load()
         app = build_ingest_app(settings, vision)

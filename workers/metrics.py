@@ -6,7 +6,10 @@ the event's ``occurred_at`` to the moment Milvus acknowledged the write (``vitri
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _FRESHNESS = (0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 30, 60, 300)
@@ -25,3 +28,23 @@ GUARD_READ_MISSES = Counter("vitrine_guard_read_misses_total",
                             "Rows a confirming re-read found that the version guard's first read missed")
 RETRIES = Counter("vitrine_retries_total", "Retries of a dependency, by dependency", ["dependency"])
 IN_FLIGHT = Gauge("vitrine_in_flight_events", "Events consumed and not yet acknowledged", ["worker"])
+
+
+class _TextCache:
+    """Reads a text embedder's cache counters at scrape time (the vision package imports no metrics)."""
+
+    def __init__(self, embedder: Any) -> None:
+        self.embedder = embedder
+
+    def collect(self) -> Any:
+        lookups = CounterMetricFamily("vitrine_text_cache_lookups", "Text vectors looked up, by result: hit (from "
+                                      "the cache) or miss (the model ran)", labels=["result"])
+        lookups.add_metric(["hit"], self.embedder.hits)
+        lookups.add_metric(["miss"], self.embedder.misses)
+        yield lookups
+        yield GaugeMetricFamily("vitrine_text_cache_entries", "Text vectors held in the cache", value=self.embedder.cached)
+
+
+def watch_text_cache(embedder: Any, registry: CollectorRegistry = REGISTRY) -> None:
+    """Export ``vitrine_text_cache_lookups_total{result}`` and ``vitrine_text_cache_entries`` for ``embedder``."""
+    registry.register(_TextCache(embedder))

@@ -258,6 +258,10 @@ def test_bad_queries_get_error_replies_over_kafka_and_http(h: Harness) -> None:
     assert reply["ok"] and reply["results"] == []  # the injected value stays one literal: nothing matches
     reply = h.client.search({"kind": "nope"})
     assert reply["ok"] is False and reply["error"]["code"] == "invalid_request"
+    assert h.client.search({"kind": "text", "text": "shoes", "k": 3})["ok"]  # asked before: a cache hit
     with urllib.request.urlopen(f"{h.stack.workers['query'].http}/metrics", timeout=10) as resp:
         text = resp.read().decode()
     assert 'vitrine_queries_total{kind="text",outcome="ok",transport="kafka"}' in text
+    lookups = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("vitrine_text_cache_lookups_total{")}
+    assert lookups["hit"] >= 1 and lookups["miss"] >= 1, lookups

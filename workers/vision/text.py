@@ -84,6 +84,11 @@ class MiniLMTextEmbedder:
     def loaded(self) -> bool:
         return self._model is not None
 
+    @property
+    def cached(self) -> int:
+        """Text vectors held in the cache."""
+        return len(self._cache)
+
     def load(self) -> None:
         """Load the model from local files (idempotent)."""
         if self._model is not None:
