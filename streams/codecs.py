@@ -84,5 +84,10 @@ def decode_record(data: bytes) -> IndexRecord:
         raise InvalidEvent("bad_enriched_record", f"not an index record: {exc!r}"[:300]) from None
 
 
+def decode_key(key: bytes | str | None) -> str | None:
+    """A record key as text (undecodable bytes replaced), as it goes into logs and dead letters."""
+    return key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+
+
 def dumps(doc: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":"), default=str).encode()

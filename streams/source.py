@@ -156,7 +156,7 @@ class BatchSource:
                 part = self._parts.get(tp)
                 if part is None:
                     if tp not in consumer.assignment():
-                        continue
+                        continue  # revoked since the fetch: the new owner reads these
                     part = self._parts[tp] = _Partition(messages[0].offset)
                 for msg in messages:
                     if self._generation != generation:

@@ -28,7 +28,7 @@ from indexer.schema import IndexLayout
 from indexer.store import ProductIndex
 from streams.admin import quiet_client_debug_logs
 from streams.app import make_app
-from streams.codecs import SourceRef, dumps, encode_record
+from streams.codecs import SourceRef, decode_key, dumps, encode_record
 from streams.source import BatchSource, Record
 from workers import metrics as m
 from workers.exceptions import DeadLetter
@@ -111,7 +111,7 @@ def layout_for(settings: Settings, vision: Any) -> IndexLayout:
 
 def _source(event: Any) -> tuple[bytes, SourceRef, str | None]:
     msg = event.message
-    return msg.value or b"", SourceRef(msg.topic, msg.partition, msg.offset), _key(msg.key)
+    return msg.value or b"", SourceRef(msg.topic, msg.partition, msg.offset), decode_key(msg.key)
 
 
 # ---------------------------------------------------------------------------- ingest
@@ -185,7 +185,8 @@ def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
 
     async def handle(rec: Record) -> None:
         m.EVENTS_CONSUMED.labels("index", "record").inc()
-        await writer.put(Item(rec.value or b"", SourceRef(rec.topic, rec.partition, rec.offset), _key(rec.key), rec.ack))
+        await writer.put(Item(rec.value or b"", SourceRef(rec.topic, rec.partition, rec.offset), decode_key(rec.key),
+                               rec.ack))
 
     source = _batch_source(settings, topics.enriched, "vitrine-index", handle)
 
@@ -196,10 +197,6 @@ def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
         await _run_source(app, source, settings)
 
     return app
-
-
-def _key(key: bytes | str | None) -> str | None:
-    return key.decode("utf-8", "replace") if isinstance(key, bytes) else key
 
 
 def _batch_source(settings: Settings, topic: str, group: str, handle: Any) -> BatchSource:

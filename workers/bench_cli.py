@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from workers.settings import MODEL_DTYPES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="ingest and query benchmarks")
@@ -16,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ing.add_argument("--kafka", default=None,
                      help="bootstrap of a running broker (default: Apache Kafka from infra/kafka/libs, else tansu)")
     ing.add_argument("--device", default="cpu")
-    ing.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+    ing.add_argument("--dtype", choices=MODEL_DTYPES, default="auto",
                      help="the backbone's dtype in every run (model alone, naive, workers); auto as the workers default")
     ing.add_argument("--rates", default="0.25,0.5,0.75,1.0",
                      help="fixed publish rates as fractions of the measured maximum (1.0 = paced at it)")

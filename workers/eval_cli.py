@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from workers.settings import MODEL_DTYPES
 from workers.train_cli import REPO, default_data, pick_device
 
 SUITES = ("realshot", "street", "views", "tags", "fusion")
@@ -100,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--weights", default=str(REPO / "workers" / "vision" / "weights"))
     p.add_argument("--cache", default=".vitrine/cache")
     p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+    p.add_argument("--dtype", choices=MODEL_DTYPES, default="auto",
                    help="backbone compute dtype; auto = bfloat16 on CUDA and on AMX CPUs, as the workers run it")
     p.add_argument("--json", default=None, help="write the figures here (and a .png plot next to it)")
     p.set_defaults(func=cmd_eval)

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.codecs import IndexRecord, SourceRef, dumps
+from streams.codecs import IndexRecord, SourceRef, decode_key, dumps
 from streams.exceptions import InvalidEvent
 from streams.schema import HOT_ATTRIBUTES, DeleteEvent, Event, PatchEvent, UpsertEvent, parse_event
 from streams.source import Record
@@ -71,8 +71,8 @@ class Work:
 
 def work_of(rec: Record) -> Work:
     """The ``Work`` for one record read by ``streams.source.BatchSource``; ``rec.ack`` acknowledges it."""
-    key = rec.key.decode("utf-8", "replace") if isinstance(rec.key, bytes) else rec.key
-    return Work(raw=rec.value or b"", source=SourceRef(rec.topic, rec.partition, rec.offset), key=key, ack=rec.ack)
+    return Work(raw=rec.value or b"", source=SourceRef(rec.topic, rec.partition, rec.offset),
+                key=decode_key(rec.key), ack=rec.ack)
 
 
 #: Most original bytes a dead-letter record carries. Base64 grows them by 4/3, and a record must stay

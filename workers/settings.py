@@ -9,12 +9,17 @@ upper-cased field name (``kafka_bootstrap`` -> ``VITRINE_KAFKA_BOOTSTRAP``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.topics import TopicSet
+
+#: The backbone's compute dtype a worker, ``vitrine eval`` or ``vitrine bench ingest`` may ask for
+#: (``workers.vision.embedders.resolve_dtype`` resolves "auto" by the hardware).
+ModelDtype = Literal["auto", "float32", "bfloat16"]
+MODEL_DTYPES: tuple[str, ...] = get_args(ModelDtype)
 
 
 class Settings(BaseSettings):
@@ -77,7 +82,7 @@ class Settings(BaseSettings):
 
     # Models
     device: str = Field("cpu", description="cpu, cuda or cuda:N")
-    model_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+    model_dtype: ModelDtype = Field(
         "auto", description="backbone compute dtype: auto = bfloat16 on CUDA and on CPUs with AMX, float32 elsewhere")
     text_cache_size: int = Field(
         20_000, ge=0, description="text vectors of recent titles and queries kept (~1.7 KB each); 0 = off")

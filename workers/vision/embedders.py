@@ -38,11 +38,9 @@ from workers.vision.exceptions import ModelNotLoadedError
 from workers.vision.fused import FusedLite0, fuse
 from workers.vision.protocols import check_image
 
-__all__ = ["DTYPES", "EfficientNetEmbedder", "letterbox", "native_bf16", "resolve_dtype"]
+__all__ = ["EfficientNetEmbedder", "letterbox", "native_bf16", "resolve_dtype"]
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-#: What ``resolve_dtype`` takes: "auto" picks by the hardware.
-DTYPES = ("auto", *_DTYPES)
 
 
 def native_bf16(device: str | torch.device) -> bool:
@@ -65,7 +63,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device) -> torch
     if dtype == "auto":
         return torch.bfloat16 if native_bf16(device) else torch.float32
     if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        raise ValueError(f"dtype must be one of {['auto', *_DTYPES]}, got {dtype!r}")
     return _DTYPES[dtype]
 
 

@@ -54,8 +54,8 @@ class MiniLMTextEmbedder:
             digest of the text; about 1.7 KB each, so the default 20,000 costs about 34 MB); 0 turns it off.
 
     The cache is for churn: a product re-published with a new image or price keeps its title and
-    description, so its text vector is looked up, not recomputed (MiniLM is about an eighth of an
-    ingest batch on a CPU), and a text query asked again is answered without the model. A cached
+    description, so its text vector is looked up, not recomputed (MiniLM is an eighth to a fifth of an
+    ingest batch on a CPU, with short or real catalogue titles), and a text query asked again is answered without the model. A cached
     vector equals a fresh one to float noise (~1e-7: a batch pads its texts to its longest).
     """
 
@@ -114,8 +114,7 @@ class MiniLMTextEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = np.empty((len(texts), self.dim), dtype=np.float32)  # (N, 384)
         with self._lock:
-            todo: dict[bytes, list[int]] = {}  # digest -> rows wanting it (a text may repeat in a batch)
-            first: dict[bytes, str] = {}
+            todo: dict[bytes, tuple[str, list[int]]] = {}  # digest -> (text, rows wanting it: it may repeat)
             for i, text in enumerate(texts):
                 key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
                 hit = self._cache.get(key)
@@ -124,18 +123,17 @@ class MiniLMTextEmbedder:
                     out[i] = hit
                     self.hits += 1
                 else:
-                    todo.setdefault(key, []).append(i)
-                    first.setdefault(key, text)
+                    todo.setdefault(key, (text, []))[1].append(i)
             if todo:
                 self.misses += len(todo)
                 vecs = self._model.encode(
-                    list(first.values()),
+                    [text for text, _ in todo.values()],
                     batch_size=self.batch_size,
                     convert_to_numpy=True,
                     normalize_embeddings=True,
                     show_progress_bar=False,
                 )
-                for (key, rows), vec in zip(todo.items(), vecs, strict=True):
+                for (key, (_, rows)), vec in zip(todo.items(), vecs, strict=True):
                     out[rows] = vec
                     if self.cache_size > 0:
                         self._cache[key] = out[rows[0]].copy()
