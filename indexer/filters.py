@@ -11,10 +11,9 @@ from __future__ import annotations
 import math
 import re
 
+from indexer.schema import normalise_value
 from streams.exceptions import InvalidQuery
 from streams.schema import HOT_ATTRIBUTES, Filters
-
-from indexer.schema import normalise_value
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _KEY = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -25,14 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from streams.codecs import IndexRecord
-from streams.schema import Filters
-
 from indexer.exceptions import IndexUnavailable, ModelMismatch
 from indexer.filters import build_filter, quote
 from indexer.guard import PATCH_UNKNOWN, Held, Outcome, plan_writes
 from indexer.schema import SCALAR_OUTPUT, IndexLayout
-
+from streams.codecs import IndexRecord
+from streams.schema import Filters
 
 #: gRPC keepalive for every Milvus client: ping only while a call is in flight, once a minute. The
 #: pymilvus default (every 10 s, also when idle) makes a gRPC server that enforces the default 5-minute

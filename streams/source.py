@@ -2,7 +2,7 @@
 
 Why not a Faust agent: an agent costs about 225 µs per message on a 2-core machine before any work
 (an agent that only acknowledges read 4,437 events/s; ``AIOKafkaConsumer.getmany`` read 233,000;
-``python -m workers.bench.consume``). Patch events need no model work, so the agent was their
+``python -m vitrine_tools.bench.consume``). Patch events need no model work, so the agent was their
 ceiling, and a GPU worker's image events would meet it too. The ingest and index workers read
 their input here; they are still Faust apps (web server, metrics, producer, tasks).
 

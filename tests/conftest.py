@@ -15,7 +15,7 @@ Function fixtures:
 - ``unique_name(prefix="t") -> str``: a name unique to this call, valid both as a Kafka topic or
   consumer group and as a Milvus collection or alias name (letters, digits, underscores; starts
   with a letter), e.g. ``t_test_round_trip_1_3f9a2c``.
-- ``shared_data``: ``Path`` of the shared data set (``VITRINE_DATA_DIR``, default
+- ``shared_data``: ``Path`` of the shared data set (``VITRINE_SHARED_DATA``, default
   ``<repo>/../shared/data``); skips with the reason when it is absent.
 """
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from workers import services
+from vitrine_tools.devstack import services
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,8 +142,10 @@ def unique_name(request: pytest.FixtureRequest) -> Callable[..., str]:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    configured = os.environ.get("VITRINE_DATA_DIR")
-    path = Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+    from vitrine_tools.paths import SHARED_DATA_ENV
+    from vitrine_tools.paths import shared_data as resolve
+
+    path = resolve()
     if not path.is_dir():
-        pytest.skip(f"shared data set not found at {path} (set VITRINE_DATA_DIR to its location)")
+        pytest.skip(f"shared data set not found at {path} (set {SHARED_DATA_ENV} to its location)")
     return path

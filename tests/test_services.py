@@ -1,4 +1,4 @@
-"""Each real local service answers its protocol (workers/services/), and the Milvus Lite features
+"""Each real local service answers its protocol (vitrine_tools/devstack/services/), and the Milvus Lite features
 the indexer relies on work against the server mode (two vector fields, upsert, partial upsert,
 flush, filtered search, query by id, delete by id, aliases, HNSW, consistency levels)."""
 
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import require_local_kafka
-from workers import services
-from workers.services import process as service_process
+from vitrine_tools.devstack import services
+from vitrine_tools.devstack.services import process as service_process
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -364,7 +364,7 @@ def test_prometheus_scrapes_a_worker_and_loads_the_alert_rules(tmp_path: Path) -
 
 def test_kafka_cluster_ids_never_look_like_an_option() -> None:
     # An id starting with "-" made the storage format tool fail (one fresh broker in 64).
-    from workers.services.kafka import _kafka_cluster_id
+    from vitrine_tools.devstack.services.kafka import _kafka_cluster_id
 
     ids = [_kafka_cluster_id() for _ in range(3000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)

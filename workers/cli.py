@@ -1,8 +1,9 @@
-"""``vitrine``: run a worker, the embedded stack, the demo, or a query.
+"""``vitrine worker {ingest,index,query}``: one production worker process.
 
-    vitrine worker {ingest,index,query}   one worker process (settings from VITRINE_* variables)
-    vitrine up                            tansu + Milvus Lite server + the three workers, until Ctrl-C
-    vitrine demo                          up + publish the bundled sample + queries + figures
+Settings come from ``VITRINE_*`` variables (``vitrine worker KIND --help`` lists them). A bad value
+prints one line per problem and exits 2; a ``VITRINE_*`` variable that is no setting is reported
+at WARNING. ``python -m workers.cli worker KIND`` is the same command without the tooling (the
+``vitrine`` entry point is ``vitrine_tools.cli``, which adds ``up``, ``demo``, ``train``, ...).
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,19 +25,37 @@ _RESTARTS_ENV = "VITRINE_WORKER_KAFKA_RESTARTS"
 
 def run_worker(kind: str) -> None:
     """One worker process. Kafka not reachable is waited out, not a crash (see ``_restart_in_place``)."""
-    from workers.settings import Settings
+    from workers.settings import SettingsError, load_settings, unknown_variables
 
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"vitrine worker {kind}: bad settings:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log = logging.getLogger("vitrine")
+    for name in unknown_variables(os.environ):
+        log.warning("%s is not a vitrine setting: ignored (misspelt? `vitrine worker %s --help` lists them)",
+                    name, kind)
+    from workers.runtime.memory import keep_freed_memory
+
+    if settings.keep_freed_memory:
+        keep_freed_memory()  # before the models' threads start: see workers.runtime.memory
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from streams.admin import ensure_topics, wait_for_broker
-    from workers.apps import build_index_app, build_ingest_app, build_query_app, layout_for
-    from workers.vision.pipeline import VisionPipeline
+    from workers.index.app import build_index_app
+    from workers.ingest.app import build_ingest_app
+    from workers.query.app import build_query_app
+    from workers.runtime.wiring import layout_for
+    from workers.vision.factory import production_pipeline
 
     started = time.time()
-    vision = VisionPipeline.real(device=settings.device, dtype=settings.model_dtype,
+    vision = production_pipeline(device=settings.device, dtype=settings.model_dtype,
                                  text_cache=settings.text_cache_size)
-    logging.getLogger("vitrine").info("%s worker: models on %s in %s", kind, settings.device, vision.dtype)
+    log.info("%s worker: models on %s in %s, model version %s", kind, settings.device, vision.dtype,
+             vision.model_version)
+    log.info("%s worker: file:// images %s", kind,
+             f"allowed under {settings.fetch_file_root}" if settings.fetch_allow_file else "not allowed")
     layout = layout_for(settings, vision)
     wait_for_broker(settings.kafka_bootstrap, settings.kafka_wait_s, client_options=settings.kafka_options())
     ensure_topics(settings.kafka_bootstrap, settings.topics, client_options=settings.kafka_options())
@@ -56,7 +73,7 @@ def run_worker(kind: str) -> None:
         app = build_query_app(settings, vision, layout)
     from faust import Worker
 
-    from workers.memory import freeze_startup_heap
+    from workers.runtime.memory import freeze_startup_heap
 
     frozen = freeze_startup_heap()  # the models' objects: no longer walked by every full collection
     logging.getLogger("vitrine").info("%s worker: %d startup objects frozen", kind, frozen)
@@ -109,78 +126,23 @@ def _restart_in_place(kind: str, settings: Settings, exc: BaseException, started
     os.execv(sys.executable, [sys.executable, "-m", "workers.cli", "worker", kind])
 
 
-def cmd_up(args: argparse.Namespace) -> None:
-    from workers.stack import LocalStack
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``worker KIND`` to a ``vitrine`` parser."""
+    from workers.settings import describe_settings
 
-    stack = LocalStack(Path(args.data_dir), env=_demo_env())
-    with stack:
-        print(f"vitrine is up: kafka {stack.kafka_bootstrap}, milvus {stack.milvus_uri}")
-        for kind, w in stack.workers.items():
-            print(f"  {kind:6s} {w.http}/metrics  (pid {w.process.pid}, log {w.log_path})")
-        print("Ctrl-C to stop.")
-        stop = {"now": False}
-        signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-        try:
-            while not stop["now"]:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-
-
-def _demo_env() -> dict[str, str]:
-    from workers.demo import SAMPLE_DIR
-
-    return {"VITRINE_FETCH_ALLOW_FILE": "true", "VITRINE_FETCH_FILE_ROOT": str(SAMPLE_DIR)}
-
-
-#: Modules that add subcommands: each defines ``register(subparsers)`` (parsers set ``func``).
-COMMAND_MODULES = ("workers.train_cli", "workers.eval_cli", "workers.bench_cli", "workers.chaos_cli")
+    w = sub.add_parser("worker", help="run one worker process (ingest, index or query)",
+                       description="Run one worker process. Its settings, from the environment:\n"
+                       + describe_settings(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    w.add_argument("kind", choices=["ingest", "index", "query"])
+    w.set_defaults(func=lambda a: run_worker(a.kind))
 
 
 def main(argv: list[str] | None = None) -> None:
-    import importlib
-
-    from workers.memory import keep_freed_memory
-
-    keep_freed_memory()  # before any thread starts: see workers.memory
-
-    parser = argparse.ArgumentParser(prog="vitrine", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("worker", help="run one worker process")
-    w.add_argument("kind", choices=["ingest", "index", "query"])
-    w.set_defaults(func=lambda a: run_worker(a.kind))
-    up = sub.add_parser("up", help="start the embedded stack until Ctrl-C")
-    up.add_argument("--data-dir", default=".vitrine/stack")
-    up.set_defaults(func=cmd_up)
-    demo = sub.add_parser("demo", help="start the embedded stack, index the sample, run queries")
-    demo.add_argument("--data-dir", default=".vitrine/demo")
-    demo.add_argument("--limit", type=int, default=0, help="publish only this many sample products (0 = all)")
-    demo.add_argument("--json", default=None, help="also write the final figures to this file")
-    demo.set_defaults(func=cmd_demo)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(sub)
+    parser = argparse.ArgumentParser(prog="python -m workers.cli", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    register(parser.add_subparsers(dest="cmd", required=True))
     args = parser.parse_args(argv)
-    if args.cmd != "worker":  # SIGTERM unwinds like Ctrl-C, so stacks stop the processes they started
-        signal.signal(signal.SIGTERM, _raise_exit)
-    result = args.func(args)
-    if isinstance(result, int):
-        sys.exit(result)
-
-
-def _raise_exit(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from workers.demo import run_demo
-
-    return run_demo(Path(args.data_dir), limit=args.limit, json_path=args.json, env=_demo_env())
+    args.func(args)
 
 
 if __name__ == "__main__":

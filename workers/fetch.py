@@ -195,7 +195,7 @@ class ImageFetcher:
                 if _forbidden(exc):
                     raise FetchError("forbidden_address", f"{uri[:200]}: host resolves to a non-public address") from None
                 raise FetchError("http_unavailable", f"{uri[:200]}: {exc}"[:300], transient=True) from None
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 raise FetchError("http_unavailable", f"{uri[:200]}: {exc!r}"[:300], transient=True) from None
         raise FetchError("too_many_redirects", f"{uri[:200]}: more than 3 redirects")
 

@@ -8,10 +8,12 @@ upper-cased field name (``kafka_bootstrap`` -> ``VITRINE_KAFKA_BOOTSTRAP``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.topics import TopicSet
@@ -21,17 +23,70 @@ from streams.topics import TopicSet
 ModelDtype = Literal["auto", "float32", "bfloat16"]
 MODEL_DTYPES: tuple[str, ...] = get_args(ModelDtype)
 
+#: Variables of the ``VITRINE_`` prefix that are not settings: set by the CLI or read by the tests.
+NOT_SETTINGS = frozenset({"VITRINE_WORKER_KAFKA_RESTARTS", "VITRINE_SHARED_DATA"})
+NOT_SETTINGS_PREFIXES = ("VITRINE_TEST_",)
+
+
+class _UpperEnum(StrEnum):
+    """A value from a fixed set, matched without regard to case (``sasl_ssl`` is ``SASL_SSL``)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> _UpperEnum | None:
+        if isinstance(value, str):
+            for member in cls:
+                if member.value.lower() == value.strip().lower():
+                    return member
+        return None
+
+
+class SecurityProtocol(_UpperEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class SaslMechanism(_UpperEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
+class IndexType(_UpperEnum):
+    HNSW = "HNSW"
+    IVF_FLAT = "IVF_FLAT"
+    FLAT = "FLAT"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+    @classmethod
+    def _missing_(cls, value: object) -> LogLevel | None:
+        return cls.__members__.get(value.strip().upper()) if isinstance(value, str) else None
+
+
+class SettingsError(ValueError):
+    """A ``VITRINE_*`` variable has a value that is not allowed: ``str()`` is one line per problem,
+    naming the variable, what it holds and what it may hold. Raised by ``load_settings``."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VITRINE_", frozen=True, extra="ignore")
 
     # Kafka
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="bootstrap servers, host:port[,host:port]")
-    kafka_security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
-    kafka_sasl_mechanism: str | None = Field(None, description="PLAIN or SCRAM-SHA-256/512 with SASL_*")
-    kafka_username: str | None = None
-    kafka_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = None
+    kafka_security_protocol: SecurityProtocol = Field(
+        SecurityProtocol.PLAINTEXT, description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (any case)")
+    kafka_sasl_mechanism: SaslMechanism | None = Field(None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 with SASL_*")
+    kafka_username: str | None = Field(None, description="SASL user name")
+    kafka_password: SecretStr | None = Field(None, description="SASL password (never printed)")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signs the brokers' certificates (SSL, SASL_SSL)")
     topic_prefix: str = Field("vitrine", description="topic names are <prefix>.catalog.events, ...")
     partitions: int = Field(4, description="partitions of each topic created by vitrine")
     session_timeout_s: float = Field(10.0, description="consumer group session timeout")
@@ -42,16 +97,16 @@ class Settings(BaseSettings):
 
     # Milvus
     milvus_uri: str = Field("http://127.0.0.1:19530", description="Milvus (or Milvus Lite server) URI")
-    milvus_token: SecretStr = SecretStr("")
+    milvus_token: SecretStr = Field(SecretStr(""), description="Milvus token, user:password (never printed)")
     collection_alias: str = Field("vitrine_products", description="alias that queries read")
-    index_type: str = Field("HNSW", description="HNSW, IVF_FLAT or FLAT")
+    index_type: IndexType = Field(IndexType.HNSW, description="HNSW, IVF_FLAT or FLAT")
 
     # Object store (MinIO / S3)
     s3_endpoint: str = Field("127.0.0.1:9000", description="host:port of the S3/MinIO endpoint")
-    s3_access_key: SecretStr = SecretStr("minioadmin")
-    s3_secret_key: SecretStr = SecretStr("minioadmin")
+    s3_access_key: SecretStr = Field(SecretStr("minioadmin"), description="object store access key")
+    s3_secret_key: SecretStr = Field(SecretStr("minioadmin"), description="object store secret key (never printed)")
     s3_secure: bool = Field(False, description="use TLS to the object store")
-    s3_region: str = "us-east-1"
+    s3_region: str = Field("us-east-1", description="object store region")
     s3_bucket: str = Field("vitrine-images", description="bucket the publisher uploads local images to")
 
     # Image fetching (guarantee 5)
@@ -61,11 +116,11 @@ class Settings(BaseSettings):
     fetch_file_root: Path | None = Field(None, description="file:// URIs must lie under this folder")
     fetch_max_bytes: int = Field(20_000_000, description="largest image accepted, bytes")
     fetch_max_pixels: int = Field(40_000_000, description="largest image accepted, pixels (decompression bombs)")
-    fetch_timeout_s: float = 10.0
+    fetch_timeout_s: float = Field(10.0, gt=0, description="one image fetch: longest wait, seconds")
     fetch_retries: int = Field(3, description="tries for transient fetch errors before the DLQ")
     fetch_retry_budget_s: float = Field(
         60.0, description="keep retrying transient fetch errors (object store away, 5xx) this long before the DLQ")
-    fetch_concurrency: int = 16
+    fetch_concurrency: int = Field(16, ge=1, description="image fetches in flight at once, per worker")
     ingest_deletes_remembered: int = Field(
         1_000_000, description="ingest: recent deletes kept in memory to skip older events of deleted products")
 
@@ -73,7 +128,7 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(32, description="ingest: most images per model batch")
     batch_max_wait_s: float = Field(0.02, description="ingest: longest wait to fill a batch")
     index_batch_max_size: int = Field(512, description="index writer: most records per Milvus write")
-    index_batch_max_wait_s: float = 0.02
+    index_batch_max_wait_s: float = Field(0.02, description="index writer: longest wait to fill a batch")
     flush_rows: int = Field(5000, description="index writer: seal fresh segments after this many writes ...")
     flush_interval_s: float = Field(120.0, description="... or this long after the last flush, if any were written")
     index_retry_budget_s: float = Field(
@@ -81,7 +136,7 @@ class Settings(BaseSettings):
         "(nothing acknowledged: its restart replays the batch)")
 
     # Models
-    device: str = Field("cpu", description="cpu, cuda or cuda:N")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:[0-9]+)?)$", description="cpu, cuda or cuda:N")
     model_dtype: ModelDtype = Field(
         "auto", description="backbone compute dtype: auto = bfloat16 on CUDA and on CPUs with AMX, float32 elsewhere")
     text_cache_size: int = Field(
@@ -96,12 +151,14 @@ class Settings(BaseSettings):
 
     # HTTP (metrics, health, search)
     http_host: str = Field("127.0.0.1", description="address every listener binds to")
-    http_port: int = 6066
+    http_port: int = Field(6066, ge=0, le=65535, description="port of /metrics, /healthz and POST /search")
     http_token: SecretStr | None = Field(None, description="bearer token required by POST /search, if set")
 
     # Local state
     data_dir: Path = Field(Path(".vitrine"), description="Faust table state and the embedded stack's data")
-    log_level: str = "info"
+    log_level: LogLevel = Field(LogLevel.INFO, description="debug, info, warning, error or critical")
+    keep_freed_memory: bool = Field(
+        True, description="keep freed heap memory in the process (glibc mallopt; see workers.runtime.memory)")
 
     @property
     def topics(self) -> TopicSet:
@@ -110,12 +167,49 @@ class Settings(BaseSettings):
     def kafka_options(self) -> dict[str, Any]:
         """kafka-python keyword arguments for security (nothing for PLAINTEXT)."""
         opts: dict[str, Any] = {}
-        if self.kafka_security_protocol != "PLAINTEXT":
-            opts["security_protocol"] = self.kafka_security_protocol
+        if self.kafka_security_protocol is not SecurityProtocol.PLAINTEXT:
+            opts["security_protocol"] = self.kafka_security_protocol.value
         if self.kafka_sasl_mechanism:
-            opts["sasl_mechanism"] = self.kafka_sasl_mechanism
+            opts["sasl_mechanism"] = self.kafka_sasl_mechanism.value
             opts["sasl_plain_username"] = self.kafka_username
             opts["sasl_plain_password"] = self.kafka_password.get_secret_value() if self.kafka_password else None
         if self.kafka_ssl_cafile:
             opts["ssl_cafile"] = str(self.kafka_ssl_cafile)
         return opts
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The ``VITRINE_*`` names in ``environ`` that are no setting (a misspelt one is silently ignored
+    by pydantic-settings, so every worker reports these at start)."""
+    known = {f"VITRINE_{name.upper()}" for name in Settings.model_fields}
+    return sorted(k for k in environ if k.startswith("VITRINE_") and k not in known and k not in NOT_SETTINGS
+                  and not k.startswith(NOT_SETTINGS_PREFIXES))
+
+
+def load_settings() -> Settings:
+    """``Settings()`` from the environment (at an entry point only); a bad value raises ``SettingsError``
+    with one line per problem."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = f"VITRINE_{'_'.join(str(p) for p in err['loc']).upper()}"
+            value = err.get("input")
+            shown = "**********" if any(s in name for s in ("PASSWORD", "TOKEN", "SECRET", "KEY")) else repr(value)
+            lines.append(f"{name}={shown}: {err['msg']}")
+        raise SettingsError("\n".join(lines)) from None
+
+
+def describe_settings() -> str:
+    """Every setting, one line each: its variable, default and description (``vitrine worker --help``)."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, SecretStr):
+            default = "(secret)" if default.get_secret_value() else "''"
+        elif isinstance(default, StrEnum):
+            default = default.value
+        rows.append(f"  VITRINE_{name.upper():<28} {default!s:<24} {field.description or ''}")
+    return "\n".join(rows)
+

@@ -1,4 +1,4 @@
-"""Rebuild the bundled demo catalogue (workers/sample/) from ../shared/data/realshot (CC0 1.0).
+"""Rebuild the bundled demo catalogue (vitrine_tools/devstack/sample/) from ../shared/data/realshot (CC0 1.0).
 
 Picks up to 24 photos per coarse category (seeded), skipping kids' items and unusable labels,
 copies them unchanged, and writes catalog.csv: product_id,title,category,label,image.

@@ -17,6 +17,8 @@ import pprint
 from collections import Counter
 from pathlib import Path
 
+from vitrine_tools.paths import shared_data
+
 REPO = Path(__file__).resolve().parents[2]
 GROUPS = ("category", "article_type", "colour", "gender", "usage", "season", "master_category", "sub_category")
 
@@ -27,7 +29,7 @@ def norm(v: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--data", default=str(shared_data()))
     ap.add_argument("--min-count", type=int, default=10)
     ap.add_argument("--out", default=str(REPO / "workers" / "vision" / "_taxonomy_table.py"))
     a = ap.parse_args()

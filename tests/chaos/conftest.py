@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from workers.chaos.harness import ChaosStack
+from vitrine_tools.chaos.harness import ChaosStack
 
 
 @pytest.fixture(scope="session")

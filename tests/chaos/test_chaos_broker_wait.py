@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from vitrine_tools.devstack.services import free_port, start_kafka
+from vitrine_tools.devstack.stack import start_worker, wait_ready
 from workers.cli import _kafka_failure
-from workers.services import free_port, start_kafka
-from workers.stack import start_worker, wait_ready
 
 
 def _faust_style_exit(exc: BaseException) -> SystemExit:
@@ -21,7 +21,7 @@ def _faust_style_exit(exc: BaseException) -> SystemExit:
         try:
             raise exc
         except Exception:
-            raise SystemExit(1)  # noqa: B904 - the implicit context is the point
+            raise SystemExit(1)
     except SystemExit as out:
         return out
 

@@ -24,7 +24,7 @@ from indexer.schema import IndexLayout
 from streams.codecs import IndexRecord, SourceRef
 from streams.exceptions import InvalidEvent
 from streams.schema import PatchEvent, UpsertEvent, parse_event
-from workers.chaos.oracle import DeadLetterRef, IndexSnapshot, Published, expected_index, judge
+from vitrine_tools.chaos.oracle import DeadLetterRef, IndexSnapshot, Published, expected_index, judge
 
 TOPIC = "p.catalog.events"
 IMAGES = [f"file:///img/{i}.jpg" for i in range(4)] + ["file:///img/missing.jpg"]
@@ -164,7 +164,7 @@ def test_a_patch_replayed_after_its_dead_letter_is_not_applied_twice() -> None:
 def test_product_index_on_milvus_lite_converges_to_the_oracle(milvus: Any, log: list[Published],
                                                               batches: list[int], crashes: list[bool]) -> None:
     from indexer.store import ProductIndex
-    from workers.chaos.oracle import snapshot_index
+    from vitrine_tools.chaos.oracle import snapshot_index
 
     layout = IndexLayout(model_version="m@1", dims={"image_vec": 4}, index_type="FLAT",
                          alias=f"prop_{uuid.uuid4().hex[:10]}")

@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from workers.chaos.harness import ChaosStack
-from workers.chaos.runner import ChaosConfig, run_chaos
+from vitrine_tools.chaos.harness import ChaosStack
+from vitrine_tools.chaos.runner import ChaosConfig, run_chaos
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -30,7 +30,7 @@ def test_kills_broker_restart_and_outages_lose_nothing(chaos_stack: ChaosStack) 
     assert (r["lost"], r["stale"], r["resurrected"], r["duplicates"]) == (0, 0, 0, 0), r.get("explain")
     assert (r["wrong_vectors"], r["phantom"], r["unaccounted"]) == (0, 0, 0), r.get("explain")
     # The unexpected patch_of_unknown_product dead letters once tolerated here were lost upserts: Faust
-    # committed past an event still in the pipeline (see workers.ingest). No tolerance any more.
+    # committed past an event still in the pipeline (see workers.ingest.pipeline). No tolerance any more.
     assert r["unexpected_dlq"] == 0, r.get("explain")
     assert r["worker_crashes"] == 0  # no running worker died unless killed (start failures: kill_loop_errors)
     outage = r["milvus_outage"]

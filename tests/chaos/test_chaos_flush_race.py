@@ -21,13 +21,14 @@ import pytest
 from indexer.schema import IndexLayout
 from indexer.store import ProductIndex
 from streams.codecs import IndexRecord, SourceRef, encode_record
-from workers.index_writer import IndexWriter, Item
+from workers.dlq import Delivery
+from workers.index.writer import IndexWriter
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
-def _items(records: list[IndexRecord]) -> list[Item]:
-    return [Item(encode_record(r), SourceRef("t", 0, i), r.product_id, lambda: None) for i, r in enumerate(records)]
+def _items(records: list[IndexRecord]) -> list[Delivery]:
+    return [Delivery(encode_record(r), SourceRef("t", 0, i), r.product_id, lambda: None) for i, r in enumerate(records)]
 
 
 async def _no_dead_letters(*_: Any) -> None:
@@ -42,14 +43,14 @@ def test_patches_never_merge_into_a_stale_row_while_flushes_run(milvus: Any) -> 
     stale: list[str] = []
 
     async def main() -> int:
-        flushes = asyncio.ensure_future(writer._flush_loop())  # noqa: SLF001 - the loop under test
+        flushes = asyncio.ensure_future(writer._flush_loop())
         try:
             for v in range(1, 121, 2):
                 await writer.write(_items([IndexRecord("upsert", p, v, 1.0, {"title": f"t{v}", "price": 1.0},
                                                        {"image_vec": np.ones(4, np.float32)}) for p in pids]))
                 await writer.write(_items([IndexRecord("patch", p, v + 1, 1.0, {"price": float(v)}) for p in pids]))
                 for p in pids:
-                    async with writer._milvus_lock:  # noqa: SLF001 - a read that overlaps a flush may be stale
+                    async with writer._milvus_lock:
                         row = await asyncio.to_thread(index.get, p)
                     if row is None or (row["version"], row["title"]) != (v + 1, f"t{v}"):
                         stale.append(f"{p} after t{v}+patch: {row and (row['version'], row['title'])}")

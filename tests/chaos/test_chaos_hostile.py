@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from workers.chaos import hostile, oracle
-from workers.chaos.harness import ChaosStack, wait_until
+from vitrine_tools.chaos import hostile, oracle
+from vitrine_tools.chaos.harness import ChaosStack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(600)]
 
@@ -36,8 +36,8 @@ def run(chaos_stack: ChaosStack) -> Iterator[HostileRun]:
     from indexer.store import ProductIndex
     from streams.publisher import CatalogPublisher
     from streams.query_client import QueryClient
-    from workers.apps import layout_for
-    from workers.vision.pipeline import VisionPipeline
+    from workers.runtime.wiring import layout_for
+    from workers.vision.factory import production_pipeline
 
     cs = chaos_stack
     cs.ensure_ready()
@@ -57,7 +57,7 @@ def run(chaos_stack: ChaosStack) -> Iterator[HostileRun]:
         key = at.get((d.partition, d.offset))  # type: ignore[arg-type]
         if key is not None:
             found[key].add(d.reason)
-    index = ProductIndex(cs.milvus.address, layout_for(cs.settings, VisionPipeline.real())).start(create=False)  # type: ignore[union-attr]
+    index = ProductIndex(cs.milvus.address, layout_for(cs.settings, production_pipeline())).start(create=False)  # type: ignore[union-attr]
     try:
         wait_until(lambda: index.get(f"{ev.prefix}plain"), 60, "the hostile batch's last product")
         rows = {k: index.get(k, with_vectors=True) for k in ev.expected}

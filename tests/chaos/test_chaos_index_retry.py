@@ -14,7 +14,8 @@ import pytest
 from indexer.exceptions import IndexUnavailable
 from indexer.guard import INDEXED, Outcome
 from streams.codecs import IndexRecord, SourceRef, encode_record
-from workers.index_writer import IndexWriter, Item
+from workers.dlq import Delivery
+from workers.index.writer import IndexWriter
 
 
 class FlakyIndex:
@@ -46,12 +47,12 @@ class FlakyIndex:
         pass
 
 
-def items(n: int, acks: list[int]) -> list[Item]:
+def items(n: int, acks: list[int]) -> list[Delivery]:
     out = []
     for i in range(n):
         rec = IndexRecord("upsert", f"p{i}", 1, 1.0, {"title": "t", "price": 1.0}, {"image_vec": np.ones(4, np.float32)},
                           "m", SourceRef("e", 0, i))
-        out.append(Item(encode_record(rec), SourceRef("x.index.enriched", 0, i), f"p{i}", lambda i=i: acks.append(i)))
+        out.append(Delivery(encode_record(rec), SourceRef("x.index.enriched", 0, i), f"p{i}", lambda i=i: acks.append(i)))
     return out
 
 
@@ -80,7 +81,7 @@ def test_after_the_retry_budget_the_writer_gives_up_unacknowledged():
         writer.start()
         for it in items(3, acks):
             await writer.put(it)
-        await asyncio.wait_for(asyncio.gather(*writer._tasks[:1]), 10)  # noqa: SLF001 - the write loop ends
+        await asyncio.wait_for(asyncio.gather(*writer._tasks[:1]), 10)
 
     with pytest.raises(IndexUnavailable):
         asyncio.run(main())

@@ -13,7 +13,7 @@ from collections import Counter
 import numpy as np
 
 from streams.codecs import IndexRecord, SourceRef, encode_record
-from workers.chaos.oracle import (
+from vitrine_tools.chaos.oracle import (
     DeadLetterRef,
     IndexSnapshot,
     Published,

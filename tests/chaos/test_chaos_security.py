@@ -9,9 +9,9 @@ import json
 import logging
 import re
 import socket
-import uuid
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,10 @@ import pytest
 
 from streams.codecs import decode_record
 from streams.publisher import CatalogPublisher
-from workers.chaos.harness import ChaosStack, wait_until
-from workers.services import KafkaService, free_port, start_kafka
+from vitrine_tools.chaos.harness import ChaosStack, wait_until
+from vitrine_tools.devstack.services import KafkaService, free_port, start_kafka
+from vitrine_tools.devstack.stack import WorkerProcess, start_worker, wait_ready
 from workers.settings import Settings
-from workers.stack import WorkerProcess, start_worker, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(300)]
 

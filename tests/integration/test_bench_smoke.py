@@ -27,7 +27,7 @@ def test_bench_ingest_reports_every_figure(tmp_path: Path) -> None:
     argv = ["bench", "ingest", "--events", "16", "--naive-events", "3", "--patches", "8000", "--rates", "0.5,1.0",
             "--rate-seconds", "3", "--work-dir", str(tmp_path / "work"), "--json", str(report_path),
             "--plot", str(plot_path)]
-    run = subprocess.run([sys.executable, "-c", "from workers.cli import main; main()", *argv],
+    run = subprocess.run([sys.executable, "-c", "from vitrine_tools.cli import main; main()", *argv],
                          capture_output=True, text=True, timeout=840)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = json.loads(report_path.read_text())

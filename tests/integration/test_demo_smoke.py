@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from workers.cli import _demo_env
-from workers.demo import run_demo
+from vitrine_tools.devstack.cli import stack_env
+from vitrine_tools.devstack.demo import run_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 
 def test_demo_indexes_or_dead_letters_every_event(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_demo(tmp_path / "demo", limit=22, json_path=str(tmp_path / "figures.json"), env=_demo_env())
+    code = run_demo(tmp_path / "demo", limit=22, json_path=str(tmp_path / "figures.json"), env=stack_env({}))
     out = capsys.readouterr().out
     figures = json.loads(out.strip().splitlines()[-1])
     assert code == 0

@@ -22,11 +22,11 @@ import pytest
 from indexer.store import ProductIndex
 from streams.publisher import CatalogPublisher
 from streams.query_client import QueryClient
-from workers.apps import layout_for
-from workers.demo import SAMPLE_DIR, load_sample
+from vitrine_tools.devstack.demo import SAMPLE_DIR, load_sample
+from vitrine_tools.devstack.stack import LocalStack
+from workers.runtime.wiring import layout_for
 from workers.settings import Settings
-from workers.stack import LocalStack
-from workers.vision.pipeline import VisionPipeline
+from workers.vision.factory import production_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 SAMPLE = load_sample()
@@ -52,7 +52,7 @@ class Harness:
         self.s3 = Minio(s3.address, access_key=s3.access_key, secret_key=s3.secret_key, secure=False)
         self.pub = CatalogPublisher(stack.kafka_bootstrap, self.topics.events, s3=self.s3,
                                     bucket="vitrine-test").start()
-        self.index = ProductIndex(stack.milvus_uri, layout_for(settings, VisionPipeline.real())).start(create=False)
+        self.index = ProductIndex(stack.milvus_uri, layout_for(settings, production_pipeline())).start(create=False)
         self.client = QueryClient(stack.kafka_bootstrap, self.topics.requests, self.topics.responses).start()
 
     def image(self, i: int) -> str:
@@ -137,7 +137,7 @@ def test_publish_becomes_searchable_by_photo_text_and_product(h: Harness) -> Non
     h.pub.flush()
     row = h.wait_version(pid, 1)
     assert row["category"] == "shoes" and row["colour"] == "black" and not row["deleted"]
-    assert row["model_version"] == VisionPipeline.real().model_version
+    assert row["model_version"] == production_pipeline().model_version
 
     reply = h.client.search({"kind": "text", "text": "black leather running shoes", "k": 5})
     assert reply["ok"] and pid in [r["product_id"] for r in reply["results"]]

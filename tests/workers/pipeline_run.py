@@ -10,7 +10,7 @@ from typing import Any
 
 from streams.codecs import SourceRef
 from workers.fetch import FetchPolicy, ImageFetcher
-from workers.ingest import IngestPipeline, Work, triage
+from workers.ingest.pipeline import IngestPipeline, Work, triage
 
 
 def run_pipeline(root: Path, raws: list[Any], emit: Callable[[Any], Awaitable[None]], *, vision: Any,

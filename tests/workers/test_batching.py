@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from workers.batching import Batcher
+from workers.runtime.batching import Batcher
 
 
 def test_full_batch_returns_at_once_and_partial_after_wait():

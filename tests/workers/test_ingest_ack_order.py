@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from tests.workers.pipeline_run import run_pipeline
-from workers.vision.pipeline import VisionPipeline
+from workers.vision.fakes import fake_pipeline
 
 
 def test_faust_commits_past_one_unacknowledged_offset() -> None:
@@ -64,18 +64,18 @@ def test_every_outcome_is_acknowledged_in_offset_order(tmp_path: Path) -> None:
             emitted.append((work.source.offset, kind))
             work.ack()
 
-    acked = run_pipeline(tmp_path, raws, emit, vision=VisionPipeline.fake(), versions=versions,
+    acked = run_pipeline(tmp_path, raws, emit, vision=fake_pipeline(), versions=versions,
                          max_batch=2, max_wait_s=0.005)
     assert acked == list(range(len(raws)))
     assert emitted == [(0, "upsert"), (1, "upsert"), (2, "patch"), (3, "delete"), (4, "skip"), (5, "dlq")]
-    assert versions == {"b": 2}  # only deletes are remembered (see workers.ingest.triage)
+    assert versions == {"b": 2}  # only deletes are remembered (see workers.ingest.pipeline.triage)
 
 
 class _SlowFirstBatch:
     """The fake models, but the first batch takes 0.3 s: with two model workers it finishes last."""
 
     def __init__(self) -> None:
-        self._vision = VisionPipeline.fake()
+        self._vision = fake_pipeline()
         self.calls = 0
         self.finished: list[int] = []  # call numbers, in the order the calls returned
 
@@ -113,7 +113,7 @@ def test_two_model_workers_emit_and_acknowledge_in_formation_order(tmp_path: Pat
 
 
 def test_recent_deletes_keeps_the_newest_deletes_up_to_its_capacity() -> None:
-    from workers.ingest import RecentDeletes
+    from workers.ingest.pipeline import RecentDeletes
 
     deletes = RecentDeletes(capacity=3)
     for pid, version in (("a", 1), ("b", 1), ("c", 1), ("a", 2), ("d", 1)):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-_PROBE = "from workers.memory import keep_freed_memory; print(keep_freed_memory(), keep_freed_memory())"
+_PROBE = "from workers.runtime.memory import keep_freed_memory; print(keep_freed_memory(), keep_freed_memory())"
 
 
 def _run(env: dict[str, str]) -> str:
@@ -23,14 +23,27 @@ def test_applies_once_on_glibc() -> None:
     assert _run({}) == "True True"
 
 
-def test_switched_off_by_the_environment() -> None:
-    assert _run({"VITRINE_KEEP_FREED_MEMORY": "false"}) == "False False"
+_CLI_PROBE = ("import sys; from unittest import mock; import vitrine_tools.cli as c; "
+              "calls = []; import workers.runtime.memory as m; m.keep_freed_memory = lambda: calls.append(1); "
+              "sys.argv = ['vitrine', '--help']\n"
+              "try:\n    c.main()\nexcept SystemExit:\n    pass\nprint(len(calls))")
+
+
+def test_the_setting_switches_it_off_at_the_entry_point() -> None:
+    """``VITRINE_KEEP_FREED_MEMORY=false`` (a setting) keeps ``vitrine`` from calling it; on by default."""
+    def calls(env: dict[str, str]) -> str:
+        out = subprocess.run([sys.executable, "-c", _CLI_PROBE], env={**os.environ, **env}, capture_output=True,
+                             text=True, check=True, timeout=60).stdout
+        return out.strip().splitlines()[-1]
+
+    assert calls({"VITRINE_KEEP_FREED_MEMORY": "false"}) == "0"
+    assert calls({"VITRINE_KEEP_FREED_MEMORY": "true"}) == "1"
 
 
 def test_freeze_startup_heap_moves_live_objects_out_of_collections() -> None:
     import gc
 
-    from workers.memory import freeze_startup_heap
+    from workers.runtime.memory import freeze_startup_heap
 
     try:
         frozen = freeze_startup_heap()

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.workers.pipeline_run import run_pipeline
-from workers.stages import supervise
-from workers.vision.pipeline import VisionPipeline
+from workers.runtime.stages import supervise
+from workers.vision.fakes import fake_pipeline
 
 
 def test_a_loop_that_raises_or_returns_is_reported_and_a_cancelled_one_is_not() -> None:
@@ -44,7 +44,7 @@ def test_an_emit_that_fails_stops_the_ingest_worker_with_nothing_acknowledged(tm
 
     patch = {"schema_version": 1, "occurred_at": 1.0, "type": "patch", "product_id": "a", "version": 2,
              "fields": {"price": 2.0}}
-    acked = run_pipeline(tmp_path, [patch], emit, vision=VisionPipeline.fake(), until=lambda: bool(failures),
+    acked = run_pipeline(tmp_path, [patch], emit, vision=fake_pipeline(), until=lambda: bool(failures),
                          max_batch=2, max_wait_s=0.005, on_failure=failures.append)
     assert len(failures) == 1 and isinstance(failures[0], ConnectionError)
     assert acked == []

@@ -3,8 +3,8 @@
 Owns image decoding (bytes -> RGB array, with the decompression-bomb guard), the model
 protocols (Detector, Tagger, Embedder, TextEmbedder), their real implementations
 (EfficientNet-Lite0 appearance embedder, colour tagger and histogram, all-MiniLM-L6-v2 text
-embedder, whole-image detector), deterministic fakes, and the ``VisionPipeline`` that combines
-them. The trained heads (``trained``, ``trained_pipeline``, ``heads``: ROI detector, attribute
+embedder, whole-image detector), deterministic fakes (``fakes``, for tests; production never imports them), the ``VisionPipeline``
+that combines them and the ``factory`` that picks one (production or baseline). The trained heads (``trained``, ``trained_pipeline``, ``heads``: ROI detector, attribute
 tagger over the ``taxonomy``, 256-d retrieval projection; weights shipped in ``weights/``) share
 one backbone forward (``backbone``); ``fusion`` fuses the category classifier with neighbours.
 
@@ -26,7 +26,6 @@ from workers.vision.exceptions import (
     ModelNotLoadedError,
     VisionError,
 )
-from workers.vision.fakes import HashEmbedder, HashTextEmbedder
 from workers.vision.pipeline import ImageAnalysis, VisionPipeline
 from workers.vision.protocols import Detector, Embedder, Region, Tag, Tagger, TextEmbedder
 from workers.vision.text import MiniLMTextEmbedder
@@ -38,8 +37,6 @@ __all__ = [
     "EfficientNetEmbedder",
     "EfficientNetLite0",
     "Embedder",
-    "HashEmbedder",
-    "HashTextEmbedder",
     "ImageAnalysis",
     "ImageDecodeError",
     "InvalidImageError",

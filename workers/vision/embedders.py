@@ -31,7 +31,6 @@ from workers.vision.efficientnet import (
     INPUT_MEAN,
     INPUT_SIZE,
     INPUT_STD,
-    EfficientNetLite0,
     load_efficientnet_lite0,
 )
 from workers.vision.exceptions import ModelNotLoadedError

@@ -52,3 +52,13 @@ class ModelNotLoadedError(VisionError, RuntimeError):
     def __init__(self, name: str) -> None:
         super().__init__(f"{name}: weights are not loaded; call load() first")
         self.name = name
+
+
+class ModelWeightsMissing(VisionError, FileNotFoundError):
+    """The trained heads' weights (or their manifest) are missing or incomplete. Raised by
+    ``workers.vision.factory.production_pipeline``; ``missing`` names the heads. A worker refuses to
+    start: reinstall vitrine or run ``vitrine train``."""
+
+    def __init__(self, message: str, *, missing: list[str]) -> None:
+        self.missing = missing
+        super().__init__(message)

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from workers.vision.protocols import check_image
 
-__all__ = ["HashEmbedder", "HashTextEmbedder"]
+if TYPE_CHECKING:
+    from workers.vision.pipeline import VisionPipeline
+
+__all__ = ["HashEmbedder", "HashTextEmbedder", "fake_pipeline"]
 
 
 def _unit_vector(digest_input: bytes, dim: int) -> np.ndarray:
@@ -66,3 +70,13 @@ class HashTextEmbedder:
         for i, text in enumerate(texts):
             out[i] = _unit_vector(b"text:" + text.encode("utf-8"), self.dim)
         return out
+
+
+def fake_pipeline(image_dim: int = 32, text_dim: int = 32) -> VisionPipeline:
+    """A deterministic, weight-free ``VisionPipeline`` for unit tests (usable without ``load()``)."""
+    from workers.vision.colour import ColourHistogramEmbedder, ColourTagger
+    from workers.vision.detectors import WholeImageDetector
+    from workers.vision.pipeline import VisionPipeline
+
+    return VisionPipeline(detector=WholeImageDetector(), tagger=ColourTagger(), embedder=HashEmbedder(image_dim),
+                          colour=ColourHistogramEmbedder(), text=HashTextEmbedder(text_dim))

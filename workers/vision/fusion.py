@@ -9,7 +9,7 @@ T-shirt); the neighbours carry the catalogue's own labels, and a query whose 20 
 all shirts is a shirt. Neighbours with an empty or unknown category do not vote; with no voting
 neighbour the prediction is the classifier's (``fused`` False). ``weight``, ``k`` and ``T`` are
 chosen at training time on a validation slice of the real-shot training half (see
-``workers.training``) and shipped in the projection head's record.
+``vitrine_tools.training``) and shipped in the projection head's record.
 """
 
 from __future__ import annotations

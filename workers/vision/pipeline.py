@@ -8,7 +8,8 @@ Contract:
   - ``model_version`` names every model and its version (``name@version`` joined by "+", in the
     order detector, tagger, embedder, colour, text). A vector is comparable only with vectors of
     the same ``model_version``; a change means re-embedding into a new collection.
-  - Construction loads nothing; ``load()`` loads all weights (idempotent). A learned model used
+  - Built by ``workers.vision.factory`` (production, baseline) or ``workers.vision.fakes``
+    (``fake_pipeline``, unit tests). Construction loads nothing; ``load()`` loads all weights (idempotent). A learned model used
     before ``load()`` raises ``ModelNotLoadedError`` ("call load() first").
   - Pure compute: no I/O, no threads of its own. Callers run it in an executor so it never
     blocks an event loop (architecture guarantee 4).
@@ -21,13 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from workers.vision.colour import ColourHistogramEmbedder, ColourTagger
-from workers.vision.detectors import WholeImageDetector
-from workers.vision.embedders import EfficientNetEmbedder
-from workers.vision.fakes import HashEmbedder, HashTextEmbedder
-from workers.vision.protocols import Detector, Embedder, Region, Tag, Tagger, TextEmbedder
-from workers.vision.protocols import check_image
-from workers.vision.text import MiniLMTextEmbedder
+from workers.vision.protocols import Detector, Embedder, Region, Tag, Tagger, TextEmbedder, check_image
 
 __all__ = ["ImageAnalysis", "VisionPipeline", "crop_region"]
 
@@ -72,46 +67,6 @@ class VisionPipeline:
         self.embedder = embedder
         self.colour = colour
         self.text = text
-
-    @classmethod
-    def real(cls, device: str = "cpu", dtype: str = "auto", text_cache: int = 20_000) -> VisionPipeline:
-        """The production models on ``device``, not loaded yet (call ``load()``).
-
-        With the shipped head weights (``workers/vision/weights``): the trained ROI detector,
-        attribute tagger and 256-d retrieval projection on one shared backbone forward
-        (``TrainedVisionPipeline``). Without them: whole image, colour tagger, pooled ImageNet
-        features (the untrained baseline).
-        """
-        from workers.vision.trained import read_manifest
-
-        manifest = read_manifest()
-        if manifest is not None:
-            from workers.vision.trained_pipeline import TrainedVisionPipeline
-
-            return TrainedVisionPipeline.from_manifest(manifest, device=device, dtype=dtype, text_cache=text_cache)
-        return cls.baseline(device=device, dtype=dtype, text_cache=text_cache)
-
-    @classmethod
-    def baseline(cls, device: str = "cpu", dtype: str = "auto", text_cache: int = 20_000) -> VisionPipeline:
-        """The untrained pipeline: whole image, colour tagger, pooled ImageNet features (1280-d)."""
-        return cls(
-            detector=WholeImageDetector(),
-            tagger=ColourTagger(),
-            embedder=EfficientNetEmbedder(device=device, dtype=dtype),
-            colour=ColourHistogramEmbedder(),
-            text=MiniLMTextEmbedder(device=device, cache_size=text_cache),
-        )
-
-    @classmethod
-    def fake(cls, image_dim: int = 32, text_dim: int = 32) -> VisionPipeline:
-        """Deterministic, weight-free pipeline for unit tests (usable without ``load()``)."""
-        return cls(
-            detector=WholeImageDetector(),
-            tagger=ColourTagger(),
-            embedder=HashEmbedder(image_dim),
-            colour=ColourHistogramEmbedder(),
-            text=HashTextEmbedder(text_dim),
-        )
 
     def _models(self) -> tuple[object, ...]:
         return (self.detector, self.tagger, self.embedder, self.colour, self.text)

@@ -35,7 +35,7 @@ __all__ = [
 HOT_GROUPS: tuple[str, ...] = ("category", "article_type", "colour", "gender", "usage", "season")
 
 #: Hand-written phrasings users type -> (group, canonical value). Plurals, case and hyphens of
-#: the values themselves are handled by ``workers.query_parse``; this lists real synonyms only.
+#: the values themselves are handled by ``workers.query.parse``; this lists real synonyms only.
 SYNONYMS: dict[str, tuple[str, str]] = {
     # gender
     "man": ("gender", "men"), "mens": ("gender", "men"), "male": ("gender", "men"),

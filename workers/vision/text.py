@@ -98,9 +98,7 @@ class MiniLMTextEmbedder:
         path = self.model_path or default_minilm_path()
         model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
         model.eval()
-        get_dim = getattr(model, "get_embedding_dimension", None) or getattr(
-            model, "get_sentence_embedding_dimension"
-        )
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         dim = get_dim()
         if dim != self.dim:
             raise ValueError(f"{path}: expected a {self.dim}-d model, got {dim}")

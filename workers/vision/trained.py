@@ -7,7 +7,7 @@ one per image whose main region is small (``needs_crop``).
 Weights: ``workers/vision/weights/{detector,tagger,projection}.pt`` with a JSON record each
 (how they were made) and ``manifest.json`` (name and version of each head; the version is a
 digest of the weights, so retraining changes ``model_version`` and therefore the collection).
-``read_manifest`` is called by the factory ``VisionPipeline.real()``; constructors do no I/O and
+``read_manifest`` is called by the factory ``workers.vision.factory.production_pipeline``; constructors do no I/O and
 ``load()`` loads the weights (idempotent; before it, calls raise ``ModelNotLoadedError``).
 
 Main region rule (``needs_crop``): the detector's first region is embedded from a second forward
@@ -34,7 +34,7 @@ from workers.vision.protocols import Region, Tag, check_image
 from workers.vision.taxonomy import GROUPS
 
 __all__ = ["CROP_BELOW", "WEIGHTS_DIR", "SharedHeads", "TrainedDetector", "TrainedEmbedder", "TrainedTagger",
-           "needs_crop", "read_manifest", "regions_from_maps"]
+           "missing_heads", "needs_crop", "read_manifest", "regions_from_maps"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 CROP_BELOW = 0.2
@@ -51,6 +51,15 @@ def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict[str, dict[str, Any]] 
     if not all(h in manifest and (weights_dir / manifest[h]["file"]).is_file() for h in HEADS):
         return None
     return manifest
+
+
+def missing_heads(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
+    """The heads whose weights ``read_manifest`` does not find (all of them without a manifest)."""
+    path = weights_dir / "manifest.json"
+    if not path.is_file():
+        return list(HEADS)
+    manifest = json.loads(path.read_text())
+    return [h for h in HEADS if h not in manifest or not (weights_dir / manifest[h]["file"]).is_file()]
 
 
 def needs_crop(region: Region, h: int, w: int) -> bool:

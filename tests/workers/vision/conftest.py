@@ -13,7 +13,7 @@ from workers.vision.text import MiniLMTextEmbedder
 def catalog() -> list[dict[str, str]]:
     root = data_dir()
     if root is None:
-        pytest.skip("shared data not found: set VITRINE_DATA_DIR or provide ../shared/data")
+        pytest.skip("shared data not found: set VITRINE_SHARED_DATA or provide ../shared/data")
     return read_catalog(root)
 
 

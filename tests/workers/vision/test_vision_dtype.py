@@ -9,11 +9,11 @@ from pydantic import ValidationError
 from vision_testdata import REPO_ROOT, load_rgb
 
 from workers.settings import Settings
-from workers.vision import VisionPipeline
 from workers.vision.embedders import native_bf16, resolve_dtype
+from workers.vision.factory import production_pipeline
 from workers.vision.trained_pipeline import TrainedVisionPipeline
 
-SAMPLE = REPO_ROOT / "workers" / "sample" / "images"
+SAMPLE = REPO_ROOT / "vitrine_tools" / "devstack" / "sample" / "images"
 
 
 def test_resolve_dtype() -> None:
@@ -31,7 +31,7 @@ def test_resolve_dtype() -> None:
 def pipelines() -> tuple[TrainedVisionPipeline, TrainedVisionPipeline]:
     out = []
     for dtype in ("float32", "bfloat16"):
-        p = VisionPipeline.real(dtype=dtype)
+        p = production_pipeline(dtype=dtype)
         assert isinstance(p, TrainedVisionPipeline), "shipped weights missing from workers/vision/weights"
         p.load()
         out.append(p)

@@ -12,6 +12,8 @@ import pytest
 from vision_testdata import REPO_ROOT, load_rgb, pick
 
 from workers.vision import ModelNotLoadedError, Region, VisionPipeline
+from workers.vision.factory import baseline_pipeline
+from workers.vision.fakes import fake_pipeline
 from workers.vision.pipeline import crop_region
 
 
@@ -24,7 +26,7 @@ class _TwoRegionDetector:
 
 
 def test_fake_pipeline_without_load() -> None:
-    p = VisionPipeline.fake(image_dim=16, text_dim=8)
+    p = fake_pipeline(image_dim=16, text_dim=8)
     images = [np.full((40, 30, 3), (200, 20, 20), np.uint8), np.zeros((5, 7, 3), np.uint8)]
     out = p.analyse(images)
     assert len(out) == 2
@@ -37,7 +39,7 @@ def test_fake_pipeline_without_load() -> None:
 
 
 def test_main_region_is_cropped() -> None:
-    base = VisionPipeline.fake()
+    base = fake_pipeline()
     p = VisionPipeline(_TwoRegionDetector(), base.tagger, base.embedder, base.colour, base.text)
     image = np.random.default_rng(0).integers(0, 256, (50, 40, 3), dtype=np.uint8)
     (a,) = p.analyse([image])
@@ -48,7 +50,7 @@ def test_main_region_is_cropped() -> None:
 
 
 def test_baseline_pipeline_lifecycle_and_version(catalog) -> None:  # type: ignore[no-untyped-def]
-    p = VisionPipeline.baseline()
+    p = baseline_pipeline()
     assert p.model_version == (
         "whole-image@1+colour-tag@1+effnet-lite0-gap@1+colour-hist@1+all-MiniLM-L6-v2@1"
     )

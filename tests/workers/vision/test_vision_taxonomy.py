@@ -8,8 +8,8 @@ import pytest
 from indexer.schema import normalise_value
 from indexer.store import SearchHit
 from streams.schema import HOT_ATTRIBUTES
-from workers.query_fusion import attribute_boost, category_rerank
-from workers.query_parse import parse_query
+from workers.query.fusion import attribute_boost, category_rerank
+from workers.query.parse import parse_query
 from workers.vision import taxonomy as tx
 from workers.vision.fusion import CATEGORIES, FusionConfig, fuse_category, neighbour_probs
 

@@ -8,17 +8,18 @@ import numpy as np
 import pytest
 from vision_testdata import REPO_ROOT, load_rgb
 
-from workers.vision import ModelNotLoadedError, VisionPipeline
+from workers.vision import ModelNotLoadedError
+from workers.vision.factory import production_pipeline
 from workers.vision.taxonomy import GROUPS
 from workers.vision.trained import WEIGHTS_DIR, needs_crop, read_manifest
 from workers.vision.trained_pipeline import TrainedVisionPipeline
 
-SAMPLE = REPO_ROOT / "workers" / "sample" / "images"
+SAMPLE = REPO_ROOT / "vitrine_tools" / "devstack" / "sample" / "images"
 
 
 @pytest.fixture(scope="module")
 def pipeline() -> TrainedVisionPipeline:
-    p = VisionPipeline.real()
+    p = production_pipeline()
     assert isinstance(p, TrainedVisionPipeline), "shipped weights missing from workers/vision/weights"
     p.load()
     return p
@@ -42,7 +43,7 @@ def test_weights_shipped_small_and_recorded() -> None:
 
 
 def test_version_names_every_model_and_load_is_required() -> None:
-    p = VisionPipeline.real()
+    p = production_pipeline()
     manifest = read_manifest()
     assert manifest is not None
     parts = p.model_version.split("+")
@@ -93,7 +94,7 @@ def test_sample_photos_get_a_sensible_category(pipeline: TrainedVisionPipeline) 
     """The bundled sample is 264 real-shot photos, 24 per category: most should be named right."""
     import csv
 
-    with open(REPO_ROOT / "workers" / "sample" / "catalog.csv", newline="") as f:
+    with open(REPO_ROOT / "vitrine_tools" / "devstack" / "sample" / "catalog.csv", newline="") as f:
         rows = list(csv.DictReader(f))[::12]
     images = [load_rgb(str(SAMPLE.parent / r["image"])) for r in rows]
     out = pipeline.analyse(images)

@@ -7,19 +7,19 @@ A uniquely named module rather than ``conftest``: with rootdir-relative test fol
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from vitrine_tools.paths import shared_data
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def data_dir() -> Path | None:
-    """``$VITRINE_DATA_DIR`` if set, else ``<repo>/../shared/data``; None when absent."""
-    env = os.environ.get("VITRINE_DATA_DIR")
-    path = Path(env) if env else (REPO_ROOT / ".." / "shared" / "data").resolve()
+    """The shared data set (``vitrine_tools.paths.shared_data``); None when absent."""
+    path = shared_data()
     return path if (path / "catalog" / "catalog.csv").is_file() else None
 
 

@@ -1,0 +1,100 @@
+"""``vitrine bench ingest|query``: benchmarks that print figures and write JSON + PNG reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vitrine_tools.paths import shared_data
+from workers.settings import MODEL_DTYPES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="ingest and query benchmarks")
+    which = bench.add_subparsers(dest="bench", required=True)
+    ing = which.add_parser("ingest", help="real pipeline vs naive pipeline vs model alone")
+    ing.add_argument("--events", type=int, default=600)
+    ing.add_argument("--data", default=str(shared_data()))
+    ing.add_argument("--kafka", default=None,
+                     help="bootstrap of a running broker (default: Apache Kafka from infra/kafka/libs, else tansu)")
+    ing.add_argument("--device", default="cpu")
+    ing.add_argument("--dtype", choices=MODEL_DTYPES, default="auto",
+                     help="the backbone's dtype in every run (model alone, naive, workers); auto as the workers default")
+    ing.add_argument("--rates", default="0.25,0.5,0.75,1.0",
+                     help="fixed publish rates as fractions of the measured maximum (1.0 = paced at it)")
+    ing.add_argument("--rate-seconds", type=float, default=20.0)
+    ing.add_argument("--naive-events", type=int, default=60)
+    ing.add_argument("--patches", type=int, default=3000)
+    ing.add_argument("--work-dir", default=".vitrine/bench-ingest")
+    ing.add_argument("--json", default="bench-ingest.json")
+    ing.add_argument("--plot", default="bench-ingest.png")
+    ing.set_defaults(func=_ingest)
+    q = which.add_parser("query", help="filtered vector search latency and recall at scale")
+    q.add_argument("--milvus-uri", default=None, help="a running Milvus (default: start a Milvus Lite server)")
+    q.add_argument("--sizes", default="10000,100000", help="comma-separated item counts, e.g. 10000,100000,1000000")
+    q.add_argument("--dim", type=int, default=256)
+    q.add_argument("--queries", type=int, default=200)
+    q.add_argument("--index-type", default="HNSW")
+    q.add_argument("--partition-key", action="store_true", help="category as the partition key")
+    q.add_argument("--efs", default="16,32,64,128,256,512,1024", help="HNSW ef values to sweep")
+    q.add_argument("--m", type=int, default=16, help="HNSW M")
+    q.add_argument("--json", default="bench-query.json")
+    q.add_argument("--plot", default="bench-query.png")
+    q.set_defaults(func=_query)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from vitrine_tools.bench import ingest
+    from vitrine_tools.devstack.services import KAFKA_LIBS_DIR, ServiceStartError, start_kafka
+
+    data = Path(args.data)
+    broker, kafka = None, args.kafka
+    if kafka is None:
+        import shutil
+
+        shutil.rmtree(args.work_dir + "-kafka", ignore_errors=True)  # a fresh broker for every run
+        try:  # tansu holds fetches for their full max wait: it would measure tansu, not vitrine
+            broker = start_kafka(Path(args.work_dir + "-kafka"))
+            kafka = broker.address
+            print(f"broker: Apache Kafka from {KAFKA_LIBS_DIR} at {kafka}")
+        except ServiceStartError as exc:
+            print(f"broker: tansu (no Apache Kafka: {exc}); freshness then includes tansu's fetch wait")
+    try:
+        report = ingest.run(events=args.events, data_dir=data if data.is_dir() else None,
+                            work_dir=Path(args.work_dir), kafka=kafka, device=args.device, dtype=args.dtype,
+                            rates=tuple(float(r) for r in args.rates.split(",")),
+                            rate_seconds=args.rate_seconds, naive_events=args.naive_events, patches=args.patches,
+                            kafka_pid=broker.pid if broker else None)
+    finally:
+        if broker is not None:
+            broker.stop()
+    report["broker"] = "apache-kafka" if broker or args.kafka else "tansu"
+    Path(args.json).write_text(json.dumps(report, indent=1))
+    ingest.plot(report, Path(args.plot))
+    print(json.dumps(report["summary"]))
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from vitrine_tools.bench import query
+    from vitrine_tools.devstack.services import start_milvus_lite
+
+    svc = None
+    uri = args.milvus_uri
+    if uri is None:
+        svc = start_milvus_lite(Path(tempfile.mkdtemp(prefix="bench-milvus-")))
+        uri = svc.address
+    try:
+        report = query.run(uri, tuple(int(s) for s in args.sizes.split(",")), dim=args.dim, queries=args.queries,
+                           index_type=args.index_type, partition_key=args.partition_key,
+                           efs=tuple(int(e) for e in args.efs.split(",")),
+                           params={"M": args.m, "efConstruction": 200} if args.index_type == "HNSW" else {})
+    finally:
+        if svc is not None:
+            svc.stop()
+    Path(args.json).write_text(json.dumps(report, indent=1))
+    query.plot(report, Path(args.plot))
+    return 0

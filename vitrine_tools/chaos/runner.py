@@ -1,0 +1,393 @@
+"""The chaos run: a steady load, workers SIGKILLed at random points, a broker restart, a Milvus
+outage, an object-store outage, hostile inputs, and the oracle's verdict at the end.
+
+Steps (``run_chaos``):
+1. start Kafka, Milvus Lite, MinIO and the three workers (``ChaosStack``); upload the load's photos
+   to the bucket; compute each photo's reference vector with the same models, in this process;
+2. publish a seeded load (``CatalogueLoad``) at ``rate`` events/s and send queries alongside;
+3. per worker kind, a thread kills the worker ``kills_per_kind`` times, each after a random delay
+   (so kills land mid-batch, mid-upsert, in the rejoin rebalance), and restarts it; meanwhile the
+   main thread restarts the broker on its log directory, takes Milvus away for ``milvus_outage_s``
+   (checking that the index group commits no offset while nothing can be written) and the object
+   store for ``s3_outage_s``;
+4. stop the load, wait until both consumer groups have committed every record (lag 0);
+5. publish the hostile events and run the hostile queries, wait until drained again;
+6. read back ``catalog.events`` and ``catalog.dlq``, snapshot the collection, judge.
+
+The result is one dict: ``{"kills", "broker_restarts", "milvus_outages", "events", "lost", "stale",
+"resurrected", "duplicates", "dlq_by_reason", "hostile_inputs", "worker_crashes", ...}``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitrine_tools.chaos import hostile, oracle
+from vitrine_tools.chaos.harness import ChaosStack, wait_until
+from vitrine_tools.chaos.load import CatalogueLoad, Publisher, image_reason_for
+
+log = logging.getLogger("vitrine.chaos")
+KINDS = ("ingest", "index", "query")
+
+
+@dataclass
+class ChaosConfig:
+    data_dir: Path
+    kills_per_kind: int = 20
+    broker_restarts: int = 2
+    milvus_outage_s: float = 30.0
+    milvus_kill: bool = False  # SIGKILL Milvus for the outage (default: a clean stop), see ChaosStack.milvus_down
+    s3_outage_s: float = 20.0
+    rate: float = 6.0
+    query_rate: float = 1.0
+    products: int = 150
+    seed: int = 7
+    kill_delay_s: tuple[float, float] = (0.0, 5.0)
+    hostile: bool = True
+    drain_timeout_s: float = 900.0
+    prefix: str = "chaos"
+    min_events: int = 0  # keep the load running at least until this many events were published
+
+
+def reference_vectors(paths: Mapping[str, Path]) -> dict[str, np.ndarray]:
+    """URI -> the image vector the production models give that file (decoded as the ingest worker does)."""
+    from workers.settings import Settings
+    from workers.vision.decode import decode_image
+    from workers.vision.factory import production_pipeline
+
+    vision = production_pipeline()
+    vision.load()
+    max_pixels = Settings().fetch_max_pixels
+    by_file: dict[Path, np.ndarray] = {}
+    for path in set(paths.values()):
+        img = decode_image(path.read_bytes(), max_pixels=max_pixels, target=224)
+        by_file[path] = vision.analyse([img])[0].image_vec
+    return {uri: by_file[p] for uri, p in paths.items()}
+
+
+class QueryLoad(threading.Thread):
+    """Text and similar-product queries over HTTP at ``rate``/s, counting replies by status."""
+
+    def __init__(self, cs: ChaosStack, rate: float, product_ids: list[str]) -> None:
+        super().__init__(name="chaos-queries", daemon=True)
+        self.cs, self.rate, self.ids = cs, rate, product_ids
+        self.stop_event = threading.Event()
+        self.statuses: dict[str, int] = {}
+        self.latencies: list[float] = []
+
+    def run(self) -> None:
+        rng = random.Random(3)
+        while not self.stop_event.wait(1.0 / self.rate):
+            body: dict[str, Any] = rng.choice([
+                {"request_id": "t", "kind": "text", "text": "black shoes", "k": 10},
+                {"request_id": "s", "kind": "similar", "product_id": rng.choice(self.ids), "k": 10},
+                {"request_id": "f", "kind": "text", "text": "dress", "k": 10, "filters": {"in_stock": True}},
+            ])
+            t0 = time.perf_counter()
+            try:
+                status, _ = self.cs.search(body, timeout=30)
+                key = str(status)
+                if status in (200, 404):
+                    self.latencies.append(time.perf_counter() - t0)
+            except OSError:
+                key = "unreachable"  # the worker is being killed or restarted
+            self.statuses[key] = self.statuses.get(key, 0) + 1
+
+
+class KillLoop(threading.Thread):
+    """SIGKILLs one worker kind ``n`` times, each after a random delay, restarting it each time.
+
+    ``hold()`` stops it between kills (and waits until a restart in progress is over): the main
+    thread holds the index and query loops while Milvus is away, since their new incarnations
+    cannot become ready without it.
+    """
+
+    def __init__(self, cs: ChaosStack, kind: str, n: int, delay: tuple[float, float], seed: float,
+                 stop: threading.Event) -> None:
+        super().__init__(name=f"kill-{kind}", daemon=True)
+        self.cs, self.kind, self.n, self.delay, self.stop_event = cs, kind, n, delay, stop
+        self.rng = random.Random(seed)
+        self.restart_s: list[float] = []
+        self.errors: list[str] = []
+        self._held = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def hold(self, timeout: float = 300) -> None:
+        self._held.set()
+        if not self._idle.wait(timeout):
+            raise TimeoutError(f"kill loop {self.kind} did not come to rest")
+
+    def release(self) -> None:
+        self._held.clear()
+
+    def run(self) -> None:
+        done = 0
+        while done < self.n and not self.stop_event.wait(self.rng.uniform(*self.delay)):
+            if self._held.is_set():
+                continue
+            self._idle.clear()
+            try:
+                if self._held.is_set():
+                    continue
+                self.restart_s.append(self.cs.kill_and_restart(self.kind))
+                done += 1
+            except Exception as exc:  # noqa: BLE001 - a restart that failed: recorded, then retried
+                self.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                log.error("kill loop %s: %s", self.kind, exc)
+                if len(self.errors) > 5:
+                    return
+            finally:
+                self._idle.set()
+
+
+def run_chaos(cfg: ChaosConfig, *, stack: ChaosStack | None = None, progress: Any = print) -> dict[str, Any]:
+    t_start = time.monotonic()
+    own = stack is None
+    cs = stack or ChaosStack(cfg.data_dir, prefix=cfg.prefix).start()
+    try:
+        return _run(cfg, cs, t_start, progress)
+    finally:
+        if own:
+            cs.stop()
+
+
+def _run(cfg: ChaosConfig, cs: ChaosStack, t_start: float, progress: Any) -> dict[str, Any]:
+    assert cs.kafka is not None and cs.stack is not None
+    topics = cs.settings.topics
+    rng = random.Random(cfg.seed)
+    uris, files = _load_images(cs)
+    progress(f"stack up in {time.monotonic() - t_start:.0f}s; computing reference vectors")
+    refs = reference_vectors(files)
+    load = CatalogueLoad(uris, cs.image_root, prefix=f"{cfg.prefix}p", products=cfg.products, seed=cfg.seed)
+    pub = Publisher(cs.kafka.address, topics.events, load, cfg.rate)
+    queries = QueryLoad(cs, cfg.query_rate, [p.pid for p in load.pool]) if cfg.query_rate > 0 else None
+    stop = threading.Event()
+    loops = {k: KillLoop(cs, k, cfg.kills_per_kind, cfg.kill_delay_s, rng.random(), stop) for k in KINDS}
+    facts: dict[str, Any] = {}
+    pub.start()
+    if queries:
+        queries.start()
+    wait_until(lambda: pub.sent > 0, 60, "the first published events")
+    for t in loops.values():
+        t.start()
+    progress(f"load at {cfg.rate}/s; {cfg.kills_per_kind} kills per worker kind")
+
+    total = cfg.kills_per_kind * len(KINDS)
+    plan = _fault_plan(cfg, total)
+    try:
+        while any(t.is_alive() for t in loops.values()) or plan:
+            done = sum(cs.kills.values())
+            if plan and (done >= plan[0][0] or not any(t.is_alive() for t in loops.values())):
+                _, fault = plan.pop(0)
+                progress(f"[{time.monotonic() - t_start:.0f}s] kills {done}/{total}: {fault}")
+                if fault == "broker":
+                    cs.restart_broker(kill=cs.broker_restarts % 2 == 1)
+                elif fault == "milvus":
+                    facts["milvus_outage"] = _milvus_outage(cs, cfg.milvus_outage_s, [loops["index"], loops["query"]],
+                                                            kill=cfg.milvus_kill)
+                elif fault == "s3":
+                    facts["s3_outage"] = _s3_outage(cs, cfg.s3_outage_s)
+            stop.wait(0.5)
+        while pub.sent < cfg.min_events:
+            stop.wait(0.5)
+    finally:
+        stop.set()
+        for t in loops.values():
+            t.join(300)
+        pub.stop()
+        if queries:
+            queries.stop_event.set()
+            queries.join(60)
+    progress(f"[{time.monotonic() - t_start:.0f}s] chaos over: {pub.sent} events published "
+             f"({pub.resends} resends); draining")
+    cs.ensure_ready()
+    facts["drain_s"] = round(cs.wait_drained(cfg.drain_timeout_s), 1)
+
+    hostile_n, hostile_checks, known = 0, [], {}
+    if cfg.hostile:
+        hostile_n, hostile_checks, known = _hostile(cs, uris, progress)
+        cs.ensure_ready()
+        cs.wait_drained(cfg.drain_timeout_s)
+    progress(f"[{time.monotonic() - t_start:.0f}s] drained; judging")
+    verdict, exp = judge_stack(cs, image_reason_for(cs.image_root, {**{u: None for u in uris}, **known}), refs)
+    cs.check_crashes()
+    result = {
+        "kills": sum(cs.kills.values()), "broker_restarts": cs.broker_restarts, "milvus_outages": cs.milvus_outages,
+        "s3_outages": cs.s3_outages, "events": verdict.events, "lost": len(verdict.lost),
+        "stale": len(verdict.stale), "resurrected": len(verdict.resurrected), "duplicates": len(verdict.duplicates),
+        "wrong_vectors": len(verdict.wrong_vectors), "phantom": len(verdict.phantom),
+        "unaccounted": len(verdict.unaccounted), "unexpected_dlq": len(verdict.unexpected_dlq),
+        "dlq_by_reason": verdict.dlq_by_reason, "outcomes": verdict.outcomes,
+        "dlq_or_superseded": verdict.dlq_or_superseded, "superseded_or_dlq": verdict.superseded_or_dlq,
+        "vectors_checked": verdict.vectors_checked,
+        "hostile_inputs": hostile_n + len(hostile_checks),
+        "hostile_failed": [f"{n}: {d}" for n, ok, d in hostile_checks if not ok],
+        "worker_crashes": sum(cs.crashes.values()), "kills_by_kind": dict(cs.kills),
+        "restart_s_median": {k: round(float(np.median(t.restart_s)), 1) for k, t in loops.items() if t.restart_s},
+        "kill_loop_errors": [e for t in loops.values() for e in t.errors],
+        "queries": queries.statuses if queries else {}, "publisher_resends": pub.resends, **facts,
+        "wall_s": round(time.monotonic() - t_start, 1),
+    }
+    result["verdict_ok"] = verdict.ok and not result["hostile_failed"] and result["worker_crashes"] == 0 and \
+        not facts.get("milvus_outage", {}).get("committed_while_down") and \
+        all(not f.get("problem") for f in facts.values() if isinstance(f, dict))
+    if not verdict.ok:
+        result["explain"] = verdict.explain()
+    return result
+
+
+def _fault_plan(cfg: ChaosConfig, total: int) -> list[tuple[int, str]]:
+    faults = ["broker"] * cfg.broker_restarts
+    if cfg.milvus_outage_s > 0:
+        faults.append("milvus")
+    if cfg.s3_outage_s > 0:
+        faults.append("s3")
+    order = ["milvus", "broker", "s3"]
+    faults.sort(key=lambda f: order.index(f))
+    n = len(faults)
+    return [(int(total * (i + 1) / (n + 1)), f) for i, f in enumerate(faults)]
+
+
+def _load_images(cs: ChaosStack) -> tuple[list[str], dict[str, Path]]:
+    """The load's image URIs (file:// and, with an object store, s3://) and the file behind each."""
+    files = {f"file://{cs.image_root / n}": cs.image_root / n for n in cs.images}
+    if cs.s3 is not None:
+        from minio import Minio
+
+        client = Minio(cs.s3.address, access_key=cs.s3.access_key, secret_key=cs.s3.secret_key, secure=False)
+        if not client.bucket_exists("chaos"):
+            client.make_bucket("chaos")
+        for n in cs.images[: len(cs.images) // 2]:
+            data = (cs.image_root / n).read_bytes()
+            client.put_object("chaos", f"img/{n}", io.BytesIO(data), len(data), content_type="image/jpeg")
+            files[f"s3://chaos/img/{n}"] = cs.image_root / n
+    return list(files), files
+
+
+def _milvus_outage(cs: ChaosStack, seconds: float, held: list[KillLoop], *, kill: bool = False) -> dict[str, Any]:
+    """Milvus away for ``seconds``: the index group must commit nothing it could not write, the
+    index worker must stay up, and the lag must drain after Milvus is back."""
+    topics = cs.settings.topics
+    for loop in held:
+        loop.hold()
+    try:
+        cs.ensure_ready()
+        cs.milvus_down(kill=kill)
+        try:
+            t0 = time.monotonic()
+            time.sleep(min(3.0, seconds / 3))  # part of the outage: commits of pre-outage writes land
+            before = cs.committed("vitrine-index", topics.enriched)
+            while time.monotonic() < t0 + seconds:
+                time.sleep(0.5)  # the outage itself
+            after = cs.committed("vitrine-index", topics.enriched)
+            lag_down = cs.group_lag("vitrine-index", topics.enriched)
+        finally:
+            cs.milvus_up()
+        t_up = time.monotonic()
+        lag_fn = lambda: cs.group_lag("vitrine-index", topics.enriched)
+        wait_until(lambda: (lag := lag_fn()) is not None and lag < 50, 300, "the index lag to drain after Milvus")
+        alive = cs.stack.workers["index"].process.poll() is None  # type: ignore[union-attr]
+        return {"seconds": seconds, "sigkill": kill, "committed_while_down": before != after, "lag_at_recovery": lag_down,
+                "drain_after_recovery_s": round(time.monotonic() - t_up, 1), "index_worker_survived": alive,
+                "problem": before != after or not alive}
+    finally:
+        for loop in held:
+            loop.release()
+
+
+def _s3_outage(cs: ChaosStack, seconds: float) -> dict[str, Any]:
+    cs.s3_down()
+    try:
+        time.sleep(seconds)  # the outage itself
+    finally:
+        cs.s3_up()
+    return {"seconds": seconds}
+
+
+def _hostile(cs: ChaosStack, uris: list[str], progress: Any) -> tuple[int, list[tuple[str, bool, str]], dict[str, Any]]:
+    from streams.publisher import CatalogPublisher
+    from streams.query_client import QueryClient
+
+    assert cs.kafka is not None
+    topics = cs.settings.topics
+    photo = cs.image_root / cs.images[0]
+    pub = CatalogPublisher(cs.kafka.address, topics.events).start()
+    before = cs.rss()
+    ev = hostile.publish_events(pub.send_raw, cs.image_root, photo)
+    pub.flush()
+    pub.close()
+    cs.wait_drained(300)
+    index = _index(cs)
+    try:
+        wait_until(lambda: all(index.get(p) for p in (*ev.exif_trio, f"{ev.prefix}inj", f"{ev.prefix}plain")),
+                   120, "the hostile images to be indexed")
+        rows = {p: index.get(p, with_vectors=True) for p in ev.exif_trio}
+    finally:
+        index.close()
+    client = QueryClient(cs.kafka.address, topics.requests, topics.responses).start()
+    try:
+        checks = hostile.run_queries(cs.search, lambda body: client.search(body, timeout=60), photo,
+                                     f"{ev.prefix}inj", f"{ev.prefix}plain", cs.image_root)
+    finally:
+        client.close()
+    vecs = {p: np.asarray(r["image_vec"], np.float32) if r else None for p, r in rows.items()}
+    exif, upright, sideways = (vecs[p] for p in ev.exif_trio)
+    if exif is not None and upright is not None and sideways is not None:
+        same, other = float(exif @ upright), float(sideways @ upright)
+        checks.append(("EXIF rotation applied", same > 0.98 and same > other + 0.01,
+                       f"cos(exif, upright) {same:.4f}, cos(sideways, upright) {other:.4f}"))
+    else:
+        checks.append(("EXIF rotation applied", False, "rows missing"))
+    after = cs.rss()
+    alive = all(w.process.poll() is None for w in cs.stack.workers.values())  # type: ignore[union-attr]
+    checks.append(("workers up after hostile inputs", alive, f"rss MiB before {before}, after {after}"))
+    limit = 3072.0
+    checks.append((f"workers under {limit:.0f} MiB", all(v < limit for v in after.values()), f"{after}"))
+    progress(f"hostile: {ev.count} events, {len(checks)} checks, {sum(not ok for _, ok, _ in checks)} failed")
+    for name, ok, detail in checks:
+        if not ok:
+            progress(f"  FAILED {name}: {detail}")
+    return ev.count, checks, ev.image_reasons
+
+
+def _index(cs: ChaosStack) -> Any:
+    from indexer.store import ProductIndex
+    from workers.runtime.wiring import layout_for
+    from workers.vision.factory import production_pipeline
+
+    return ProductIndex(cs.milvus.address, layout_for(cs.settings, production_pipeline())).start(create=False)  # type: ignore[union-attr]
+
+
+def judge_stack(cs: ChaosStack, image_reason: Any, refs: Mapping[str, np.ndarray] | None,
+                product_prefixes: Iterable[str] = ()) -> tuple[oracle.Verdict, oracle.Expectation]:
+    """Read back the topics and the collection and judge them (see ``vitrine_tools.chaos.oracle``)."""
+    assert cs.kafka is not None and cs.milvus is not None
+    topics = cs.settings.topics
+    records = oracle.read_published(cs.kafka.address, topics.events)
+    prefixes = tuple(product_prefixes)
+    if prefixes:
+        records = [r for r in records if r.key and r.key.startswith(prefixes)]
+    exp = oracle.expected_index(records, image_reason)
+    dead = oracle.read_dead_letters(cs.kafka.address, topics.dlq, topics.events)
+    if prefixes:
+        mine = set(exp.outcome)
+        dead = [d for d in dead if (d.partition, d.offset) in mine]
+    snap = oracle.snapshot_index(cs.milvus.address, cs.collection, exp.seen_products | set(exp.products))
+    if prefixes:
+        snap.pk_counts = type(snap.pk_counts)({k: v for k, v in snap.pk_counts.items() if k.startswith(prefixes)})
+        snap.total_rows = sum(snap.pk_counts.values())
+    return oracle.judge(exp, snap, dead, reference_vectors=refs), exp
+
+
+__all__ = ["ChaosConfig", "judge_stack", "reference_vectors", "run_chaos"]

@@ -1,0 +1,55 @@
+"""``vitrine``: the production worker and the tooling around it.
+
+  worker {ingest,index,query}  one worker process (settings from VITRINE_* variables)
+  up                           the embedded stack (tansu, Milvus Lite, the three workers) until Ctrl-C
+  demo                         up + publish the bundled sample + queries + figures
+  train, eval                  train the heads on the shared data; evaluate on its held-out split
+  bench                        benchmarks that print figures (ingest, query, consume, gpu)
+  chaos, soak                  crashes, outages and hostile inputs judged by the oracle; a long run
+
+``vitrine COMMAND --help`` says more about each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+#: Modules that add subcommands: each defines ``register(subparsers)`` (parsers set ``func``).
+COMMAND_MODULES = ("workers.cli", "vitrine_tools.devstack.cli", "vitrine_tools.training.cli",
+                   "vitrine_tools.training.eval_cli", "vitrine_tools.bench.cli", "vitrine_tools.chaos.cli")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import importlib
+
+    from workers.runtime.memory import keep_freed_memory
+    from workers.settings import SettingsError, load_settings
+
+    try:
+        keep = load_settings().keep_freed_memory
+    except SettingsError:
+        keep = True  # a worker reports the bad value itself; the tools keep the default
+    if keep:
+        keep_freed_memory()  # before any thread starts: see workers.runtime.memory
+
+    parser = argparse.ArgumentParser(prog="vitrine", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    args = parser.parse_args(argv)
+    if args.cmd != "worker":  # SIGTERM unwinds like Ctrl-C, so stacks stop the processes they started
+        signal.signal(signal.SIGTERM, _raise_exit)
+    result = args.func(args)
+    if isinstance(result, int):
+        sys.exit(result)
+
+
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+if __name__ == "__main__":
+    main()

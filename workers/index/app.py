@@ -1,0 +1,54 @@
+"""``vitrine-index``: ``index.enriched`` -> ``IndexWriter`` -> Milvus / ``catalog.dlq``.
+
+Thin wiring: every record goes to the writer as a ``Delivery``; what the writer refuses (a record that
+does not decode, another model version, a patch of an unknown product, ...) is dead-lettered here
+with its reason, and acknowledged only once the DLQ write was acknowledged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from indexer.schema import IndexLayout
+from streams.source import Record
+from workers import metrics as m
+from workers.dlq import Delivery, dead_letter_record
+from workers.exceptions import DeadLetter
+from workers.index.writer import IndexWriter
+from workers.runtime.app import worker_app
+from workers.runtime.reading import batch_source, exit_tempfail, read_topic
+from workers.runtime.wiring import open_index, product_index
+from workers.settings import Settings
+
+__all__ = ["build_index_app"]
+
+
+def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
+    app = worker_app(settings, "index")
+    topics = settings.topics
+    dlq = app.topic(topics.dlq, partitions=1)
+    index = product_index(settings, layout)
+
+    async def dead_letter(item: Delivery, stage: str, reason: str, message: str) -> None:
+        m.EVENTS_DLQ.labels("index", stage, reason).inc()
+        await (await dlq.send(key=(item.key or "").encode(),
+                              value=dead_letter_record(item, DeadLetter(stage, reason, message), "index")))
+
+    writer = IndexWriter(index, dead_letter, max_batch=settings.index_batch_max_size,
+                         max_wait_s=settings.index_batch_max_wait_s, flush_rows=settings.flush_rows,
+                         flush_interval_s=settings.flush_interval_s,
+                         retry_budget_s=settings.index_retry_budget_s, on_give_up=exit_tempfail)
+
+    async def handle(rec: Record) -> None:
+        m.EVENTS_CONSUMED.labels("index", "record").inc()
+        await writer.put(Delivery.of(rec))
+
+    source = batch_source(settings, topics.enriched, "vitrine-index", handle)
+
+    @app.task
+    async def run_writer() -> None:
+        await open_index(index, create=True)
+        writer.start()
+        await read_topic(app, source, settings)
+
+    return app

@@ -1,0 +1,89 @@
+"""``vitrine-ingest``: ``catalog.events`` -> ``IngestPipeline`` -> ``index.enriched`` / ``catalog.dlq``.
+
+Thin wiring: ``handle`` triages each record and hands it to the pipeline; ``emit`` sends what a batch
+made straight to the producer, waits until the broker acknowledged every output, and only then
+acknowledges the events they cover (guarantee 1: offsets are committed only after the write).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from streams.codecs import IndexRecord, encode_record
+from streams.source import Record
+from workers import metrics as m
+from workers.dlq import dead_letter_record
+from workers.fetch import ImageFetcher
+from workers.ingest.pipeline import IngestPipeline, RecentDeletes, Work, triage
+from workers.runtime.app import worker_app
+from workers.runtime.reading import batch_source, exit_tempfail, read_topic
+from workers.runtime.wiring import fetch_policy, s3_client
+from workers.settings import Settings
+
+__all__ = ["IngestOutput", "build_ingest_app"]
+
+
+class IngestOutput:
+    """Where a batch's results go: enriched records to ``index.enriched``, errors to ``catalog.dlq``.
+
+    ``producer`` is anything with aiokafka's ``send(topic, key, value, ...)`` returning a future of
+    the broker's acknowledgement; ``emit`` acknowledges the events only once every send of the
+    batch was acknowledged, so a failed send leaves them unacknowledged (replayed after a restart).
+    """
+
+    def __init__(self, producer: Any, enriched_topic: str, dlq_topic: str) -> None:
+        self.producer = producer
+        self.enriched_topic = enriched_topic
+        self.dlq_topic = dlq_topic
+
+    async def emit(self, out: Sequence[tuple[Work, IndexRecord | None]]) -> None:
+        # Straight to the producer: Faust's per-topic send buffer hands messages over one at a time,
+        # which capped a batch of patches at a few hundred per second.
+        futures = []
+        for work, rec in out:
+            if rec is None:
+                if work.error is not None:  # else superseded: nothing to emit
+                    err = work.error
+                    m.EVENTS_DLQ.labels("ingest", err.stage, err.reason).inc()
+                    value = dead_letter_record(work, err, "ingest", work.event.product_id if work.event else None)
+                    futures.append(await self.producer.send(self.dlq_topic, (work.key or "").encode(), value,
+                                                            None, None, None))
+            else:
+                futures.append(await self.producer.send(self.enriched_topic, rec.product_id.encode(),
+                                                        encode_record(rec), None, None, None))
+        await asyncio.gather(*futures)  # the broker acknowledged every output ...
+        for work, _ in out:
+            work.ack()  # ... so the events they cover may be committed
+
+
+def build_ingest_app(settings: Settings, vision: Any) -> Any:
+    app = worker_app(settings, "ingest")
+    topics = settings.topics
+    app.topic(topics.dlq, partitions=1)
+    deletes = RecentDeletes(settings.ingest_deletes_remembered)
+    fetcher = ImageFetcher(fetch_policy(settings), s3_client(settings))
+    output = IngestOutput(None, topics.enriched, topics.dlq)
+
+    pipeline = IngestPipeline(
+        vision, fetcher, output.emit, max_batch=settings.batch_max_size, max_wait_s=settings.batch_max_wait_s,
+        max_pixels=settings.fetch_max_pixels, decode_workers=settings.decode_workers,
+        model_workers=settings.model_threads(), on_failure=exit_tempfail,
+    )
+
+    async def handle(rec: Record) -> None:
+        work = triage(Work.of(rec), deletes)
+        m.EVENTS_CONSUMED.labels("ingest", work.event.type if work.event else "invalid").inc()
+        await pipeline.put(work)  # invalid and superseded too: acknowledged in offset order
+
+    source = batch_source(settings, topics.events, "vitrine-ingest", handle)
+
+    @app.task
+    async def run_pipeline() -> None:
+        output.producer = app.producer
+        await fetcher.start()
+        pipeline.start()
+        await read_topic(app, source, settings)
+
+    return app

@@ -1,0 +1,65 @@
+"""``vitrine-query``: ``search.requests`` -> ``QueryService`` -> ``search.responses``; ``POST /search``.
+
+A Faust agent (4 requests at once) answers each request on the responses topic, keyed by its
+``request_id``; a request is cheap to lose, so it is answered, not committed, per message. The same
+``QueryService.handle`` serves ``POST /search`` (a bearer token when ``http_token`` is set).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from indexer.schema import IndexLayout
+from streams.codecs import decode_key, dumps
+from workers.fetch import ImageFetcher
+from workers.query.service import QueryService
+from workers.runtime.app import worker_app
+from workers.runtime.wiring import fetch_policy, open_index, product_index, s3_client
+from workers.settings import Settings
+
+__all__ = ["build_query_app"]
+
+UNAUTHORIZED = {"ok": False, "error": {"code": "unauthorized", "message": "bearer token required", "field": None}}
+
+
+def build_query_app(settings: Settings, vision: Any, layout: IndexLayout) -> Any:
+    import faust
+
+    app = worker_app(settings, "query", consume=True)
+    topics = settings.topics
+    requests = app.topic(topics.requests, partitions=settings.partitions)
+    responses = app.topic(topics.responses, partitions=settings.partitions)
+    index = product_index(settings, layout)
+    # a query must not wait out an object-store outage: its transient errors are retried briefly only
+    fetcher = ImageFetcher(dataclasses.replace(fetch_policy(settings), retry_budget_s=0.0), s3_client(settings))
+    service = QueryService(vision, index, fetcher, max_pixels=settings.fetch_max_pixels,
+                           max_image_bytes=settings.fetch_max_bytes)
+    token = settings.http_token.get_secret_value() if settings.http_token else None
+
+    @app.task
+    async def start_service() -> None:
+        await fetcher.start()
+        await open_index(index, create=False, via_alias=True)
+        service.ready = True
+        app.vitrine_ready["ok"] = True
+
+    @app.agent(requests, concurrency=4)
+    async def answer(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            reply, _ = await service.handle(msg.value or b"", "kafka")
+            rid = reply.get("request_id") or decode_key(msg.key) or ""
+            reply["request_id"] = rid
+            await responses.send(key=str(rid).encode(), value=dumps(reply))
+
+    class SearchView(faust.web.View):
+        async def post(self, request: Any) -> Any:
+            if token and request.headers.get("Authorization", "") != f"Bearer {token}":
+                return self.json(UNAUTHORIZED, status=401)
+            body = await self.read_request_content(request)
+            reply, status = await service.handle(body, "http")
+            return self.json(reply, status=status)
+
+    app.page("/search")(SearchView)
+    return app

@@ -1,0 +1,167 @@
+"""Query service: one search request in, one reply out, over Kafka or HTTP alike.
+
+Kinds: ``similar`` (a product's own image vector, the product itself excluded), ``image`` (a photo by
+URI or base64: main region embedded), ``text`` (MiniLM over titles and descriptions), ``image_text``
+(a photo plus a text modifier: weighted fusion of both searches). Filters are exact matches on the
+scalar fields, escaped (``indexer.filters``).
+
+Photo queries with the trained models also predict the main region's category by fusion (classifier +
+neighbours' categories) and boost or restrict by it (``workers.query.fusion``); the reply says what it
+predicted (``predicted_category``). Text queries boost hits whose attributes the text names (``parsed``).
+
+No request can crash the worker (guarantee 5): every failure maps, in ``ERRORS`` below, to an error
+reply ``{"ok": false, "error": {"code", "message", "field"}}`` and an HTTP status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from indexer.exceptions import IndexUnavailable, ModelMismatch
+from indexer.store import ProductIndex, SearchHit
+from streams.exceptions import InvalidQuery
+from streams.schema import SearchRequest, parse_search_request
+from workers import metrics as m
+from workers.exceptions import DeadLetter
+from workers.fetch import ImageFetcher
+from workers.query.fusion import SEARCH_POOL, attribute_boost, category_rerank, prediction_json
+from workers.query.parse import parse_query
+from workers.vision.exceptions import ImageDecodeError
+from workers.vision.fusion import FusionConfig
+
+log = logging.getLogger("vitrine.query")
+
+
+class NotFound(Exception):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+#: exception -> (error code, HTTP status): the one table that maps failures to replies.
+ERRORS: list[tuple[type[BaseException], str, int]] = [
+    (InvalidQuery, "invalid_request", 400),
+    (NotFound, "not_found", 404),
+    (ImageDecodeError, "bad_image", 422),
+    (DeadLetter, "bad_image", 422),
+    (ModelMismatch, "model_mismatch", 503),
+    (IndexUnavailable, "unavailable", 503),
+]
+IMAGE_TEXT_WEIGHTS = {"image_vec": 0.6, "text_vec": 0.4}
+
+
+def error_reply(request_id: str | None, exc: BaseException) -> tuple[dict[str, Any], int]:
+    for cls, code, status in ERRORS:
+        if isinstance(exc, cls):
+            field = getattr(exc, "field", None)
+            return {"request_id": request_id, "ok": False,
+                    "error": {"code": code, "message": str(exc)[:500], "field": field}}, status
+    return {"request_id": request_id, "ok": False,
+            "error": {"code": "internal", "message": f"{type(exc).__name__}", "field": None}}, 500
+
+
+def hit_json(hit: SearchHit) -> dict[str, Any]:
+    f = hit.fields
+    out = {"product_id": hit.product_id, "score": round(hit.score, 5)}
+    for name in ("title", "brand", "price", "currency", "in_stock", "category", "article_type", "colour",
+                 "gender", "image_uri", "version"):
+        if name in f:
+            out[name] = f[name]
+    return out
+
+
+class QueryService:
+    def __init__(self, vision: Any, index: ProductIndex, fetcher: ImageFetcher, *, max_pixels: int,
+                 max_image_bytes: int) -> None:
+        self.vision = vision
+        self.index = index
+        self.fetcher = fetcher
+        self._max_pixels = max_pixels
+        self._max_image_bytes = max_image_bytes
+        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="query-model")
+        self.ready = False  # set once the index answered; until then requests get "unavailable"
+
+    async def handle(self, raw: bytes | dict[str, Any], transport: str) -> tuple[dict[str, Any], int]:
+        """Answer one request; never raises. Returns the reply and its HTTP status."""
+        t0 = time.perf_counter()
+        request_id, kind = None, "unknown"
+        if isinstance(raw, dict):
+            request_id = raw.get("request_id") if isinstance(raw.get("request_id"), str) else None
+        try:
+            req = parse_search_request(raw)
+            request_id, kind = req.request_id, req.kind
+            if not self.ready:
+                raise IndexUnavailable("the index is not ready yet; retry shortly")
+            reply = await self._search(req)
+            reply.update(request_id=request_id, ok=True, kind=kind, took_ms=round((time.perf_counter() - t0) * 1e3, 2))
+            status = 200
+        except Exception as exc:
+            if not any(isinstance(exc, cls) for cls, _, _ in ERRORS):
+                log.exception("query failed")
+                m.ERRORS.labels("query", "search").inc()
+            reply, status = error_reply(request_id, exc)
+        m.QUERIES.labels(kind, transport, "ok" if status == 200 else reply["error"]["code"]).inc()
+        m.QUERY_SECONDS.labels(kind).observe(time.perf_counter() - t0)
+        return reply, status
+
+    async def _search(self, req: SearchRequest) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if req.kind == "similar":
+            row = await asyncio.to_thread(self.index.get, req.product_id, with_vectors=True)
+            if row is None or row.get("deleted"):
+                raise NotFound(f"product {req.product_id!r} is not in the index", "product_id")
+            vec = np.asarray(row["image_vec"], dtype=np.float32)
+            hits = await asyncio.to_thread(self.index.search, vec, "image_vec", req.filters, req.k,
+                                           exclude_ids=(req.product_id,))
+        elif req.kind == "text":
+            vec = await self._in_model(lambda: self.vision.embed_text([req.text])[0])
+            parsed = parse_query(req.text or "")
+            hits = await asyncio.to_thread(self.index.search, vec, "text_vec", req.filters, max(req.k, SEARCH_POOL))
+            hits = attribute_boost(hits, parsed.boosts())[: req.k]
+            extra["parsed"] = parsed.attributes
+        else:
+            image = await self._query_image(req)
+            analysis = await self._in_model(lambda: self.vision.analyse([image])[0])
+            if req.all_regions:
+                extra["regions"] = [{"box": list(r.box), "category": r.category, "score": round(r.score, 4)}
+                                    for r in analysis.regions]
+            pool = max(req.k, SEARCH_POOL) if analysis.category_probs is not None else req.k
+            if req.kind == "image":
+                hits = await asyncio.to_thread(self.index.search, analysis.image_vec, "image_vec", req.filters, pool)
+            else:
+                tvec = await self._in_model(lambda: self.vision.embed_text([req.text])[0])
+                hits = await asyncio.to_thread(
+                    self.index.search_multi, {"image_vec": analysis.image_vec, "text_vec": tvec},
+                    IMAGE_TEXT_WEIGHTS, req.filters, pool)
+            if analysis.category_probs is not None and hits and not req.filters.category:
+                hits, pred = category_rerank(hits, analysis.category_probs, req.k,
+                                             getattr(self.vision, "fusion", FusionConfig()))
+                extra["predicted_category"] = prediction_json(pred, self.vision.model_version)
+            hits = hits[: req.k]
+        return {"results": [hit_json(h) for h in hits], "model_version": self.vision.model_version, **extra}
+
+    async def _query_image(self, req: SearchRequest) -> np.ndarray:
+        from workers.vision.decode import decode_image
+
+        assert req.image is not None
+        if req.image.b64 is not None:
+            try:
+                data = base64.b64decode(req.image.b64, validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidQuery("not valid base64", "image.b64") from None
+            if len(data) > self._max_image_bytes:
+                raise InvalidQuery(f"image is {len(data)} bytes, the limit is {self._max_image_bytes}", "image.b64")
+        else:
+            data = await self.fetcher.fetch(req.image.uri or "")
+        return await asyncio.to_thread(decode_image, data, max_pixels=self._max_pixels, target=224)
+
+    async def _in_model(self, fn: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._model_pool, fn)

@@ -1,0 +1,52 @@
+"""The clients a worker builds from its ``Settings``: the fetch policy, the object-store client, the
+index layout of its models, and opening the collection (retried while Milvus is away)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from indexer.exceptions import IndexUnavailable
+from indexer.schema import IndexLayout
+from indexer.store import ProductIndex
+from workers.fetch import FetchPolicy
+from workers.runtime.reading import retry_until_done
+from workers.settings import Settings
+
+__all__ = ["fetch_policy", "layout_for", "open_index", "product_index", "s3_client"]
+
+
+def fetch_policy(settings: Settings) -> FetchPolicy:
+    return FetchPolicy(
+        allowed_hosts=tuple(h.lower() for h in settings.fetch_allowed_hosts),
+        allow_private=settings.fetch_allow_private, allow_file=settings.fetch_allow_file,
+        file_root=settings.fetch_file_root, max_bytes=settings.fetch_max_bytes,
+        timeout_s=settings.fetch_timeout_s, retries=settings.fetch_retries, concurrency=settings.fetch_concurrency,
+        retry_budget_s=settings.fetch_retry_budget_s,
+    )
+
+
+def s3_client(settings: Settings) -> Any:
+    from minio import Minio
+
+    return Minio(settings.s3_endpoint, access_key=settings.s3_access_key.get_secret_value(),
+                 secret_key=settings.s3_secret_key.get_secret_value(), secure=settings.s3_secure,
+                 region=settings.s3_region)
+
+
+def layout_for(settings: Settings, vision: Any) -> IndexLayout:
+    """The collection layout for ``vision``'s model version and dimensions and the configured index type."""
+    return IndexLayout(
+        model_version=vision.model_version, alias=settings.collection_alias, index_type=str(settings.index_type),
+        dims={"image_vec": vision.image_dim, "colour_vec": vision.colour_dim, "text_vec": vision.text_dim},
+    )
+
+
+def product_index(settings: Settings, layout: IndexLayout) -> ProductIndex:
+    return ProductIndex(settings.milvus_uri, layout, token=settings.milvus_token.get_secret_value())
+
+
+async def open_index(index: ProductIndex, *, create: bool, via_alias: bool = False) -> None:
+    """``index.start`` in a thread, retried with back-off for as long as Milvus is unavailable."""
+    await retry_until_done(lambda: asyncio.to_thread(index.start, create=create, via_alias=via_alias),
+                           "opening the Milvus collection", retry_on=IndexUnavailable)
