@@ -20,7 +20,7 @@ from typing import IO
 
 from streams.admin import accepts_connections
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 KAFKA_DIR = REPO_ROOT / "infra" / "kafka"
 KAFKA_LIBS_DIR = KAFKA_DIR / "libs"
 KAFKA_LOG4J_CONFIG = KAFKA_DIR / "log4j2.yaml"
