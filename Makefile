@@ -6,18 +6,33 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test unit up install kafka-jars minio clean chaos soak
+.PHONY: demo test unit up install kafka-jars minio prometheus clean chaos soak lock
 
-$(STAMP): pyproject.toml
+# Installs from constraints.txt (exact versions), so a new release of a dependency cannot break
+# `make test` unannounced; `make lock` resolves the pyproject.toml ranges afresh and rewrites it.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
+
+lock:
+	rm -rf .vitrine/lock-venv
+	$(PYTHON) -m venv .vitrine/lock-venv
+	.vitrine/lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.vitrine/lock-venv/bin/python -m pip install --quiet '.[test]'
+	{ sed -n '1,3p' constraints.txt; .vitrine/lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^vitrine'; } > constraints.new
+	mv constraints.new constraints.txt
+	rm -rf .vitrine/lock-venv
 
 install: $(STAMP)
 
 kafka-jars:
 	bash infra/kafka/fetch.sh
+
+# Prometheus and promtool (Debian's package): the tests run a real Prometheus against real workers.
+prometheus:
+	bash infra/prometheus/install.sh
 
 # The real MinIO server, built from the Go module proxy; without Go the tests use moto's S3 server.
 minio:
@@ -29,13 +44,13 @@ demo: install
 up: install
 	$(VENV)/bin/vitrine up
 
-test: install kafka-jars minio
+test: install kafka-jars minio prometheus
 	$(PY) -m pytest -q
 
 # Crashes, outages and hostile inputs judged by the oracle (the short version runs inside `make test`):
 # the property tests, then 20 SIGKILLs per worker kind, 2 broker restarts, a 30 s Milvus outage, a 20 s
 # object-store outage and every hostile input; the last line printed is the JSON verdict.
-chaos: install kafka-jars minio
+chaos: install kafka-jars minio prometheus
 	$(PY) -m pytest -q -p no:cacheprovider tests/chaos/test_chaos_oracle.py tests/chaos/test_chaos_convergence.py tests/chaos/test_chaos_index_retry.py
 	$(VENV)/bin/vitrine chaos --data-dir .vitrine/chaos --json .vitrine/chaos.json
 

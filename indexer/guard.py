@@ -7,12 +7,15 @@ so a late older upsert cannot resurrect the product. A patch changes scalar fiel
 and never touches its vectors.
 
 Every record gets exactly one outcome: ``indexed``, ``superseded`` (an equal or newer version is
-already held: a duplicate or a late event), or a dead-letter reason (``patch_of_unknown_product``,
-``patch_of_deleted_product``).
+already held: a duplicate or a late event), or a dead-letter reason: ``patch_of_unknown_product``,
+``patch_of_deleted_product``, ``unknown_op``, ``bad_fields`` (a field that does not fit its column), or the reason ``refuse`` gives for a record this
+collection must not hold (vectors of another model version or dimension: see
+``indexer.schema.IndexLayout.refusal``). A refused record is never written, whatever its version.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +26,10 @@ INDEXED = "indexed"
 SUPERSEDED = "superseded"
 PATCH_UNKNOWN = "patch_of_unknown_product"
 PATCH_DELETED = "patch_of_deleted_product"
+UNKNOWN_OP = "unknown_op"
+BAD_FIELDS = "bad_fields"
+
+log = logging.getLogger("vitrine.index")
 
 
 @dataclass(frozen=True)
@@ -59,42 +66,59 @@ def plan_writes(
     held: Mapping[str, Held],
     full_row: Callable[[IndexRecord], dict[str, Any]],
     scalar_update: Callable[[IndexRecord], dict[str, Any]],
+    refuse: Callable[[IndexRecord], str | None] = lambda rec: None,
 ) -> WritePlan:
     """Fold ``records`` (in offset order) onto ``held`` and return the writes that reach the final state.
 
     ``full_row`` builds a complete row (vectors included) for an upsert, or a tombstone row for a
     delete of a product the index never held; ``scalar_update`` gives the fields a patch or a
-    delete changes (always ``version`` among them).
+    delete changes (always ``version`` among them); ``refuse`` gives the dead-letter reason for a
+    record that must not be written at all, or None.
     """
     plan = WritePlan()
     state: dict[str, Held] = dict(held)
     for rec in records:
         pid = rec.product_id
+        reason = UNKNOWN_OP if rec.op not in ("upsert", "patch", "delete") else refuse(rec)
+        if reason is not None:
+            plan.outcomes.append(Outcome(rec, reason))
+            continue
         now = state.get(pid)
         if now is not None and rec.version <= now.version:
             plan.outcomes.append(Outcome(rec, SUPERSEDED))
             continue
-        if rec.op == "upsert":
-            plan.full_rows[pid] = full_row(rec)
-            plan.partial_rows.pop(pid, None)
-            state[pid] = Held(rec.version, False)
-        elif rec.op == "patch":
-            if now is None:
-                plan.outcomes.append(Outcome(rec, PATCH_UNKNOWN))
-                continue
-            if now.deleted:
-                plan.outcomes.append(Outcome(rec, PATCH_DELETED))
-                continue
-            _merge(plan, pid, scalar_update(rec))
-            state[pid] = Held(rec.version, False)
-        else:  # delete
-            if now is None and pid not in plan.full_rows:
-                plan.full_rows[pid] = full_row(rec)  # a tombstone row
-            else:
-                _merge(plan, pid, scalar_update(rec))
-            state[pid] = Held(rec.version, True)
-        plan.outcomes.append(Outcome(rec, INDEXED))
+        try:
+            result = _fold(plan, state, rec, now, full_row, scalar_update)
+        except (ValueError, TypeError) as exc:  # a field that does not fit its column: refused, not a crash
+            result = BAD_FIELDS
+            log.warning("%s v%d refused: %s", pid, rec.version, exc)
+        plan.outcomes.append(Outcome(rec, result))
     return plan
+
+
+def _fold(plan: WritePlan, state: dict[str, Held], rec: IndexRecord, now: Held | None,
+          full_row: Callable[[IndexRecord], dict[str, Any]],
+          scalar_update: Callable[[IndexRecord], dict[str, Any]]) -> str:
+    """Fold one record that is newer than what is held into ``plan``; its outcome."""
+    pid = rec.product_id
+    if rec.op == "upsert":
+        plan.full_rows[pid] = full_row(rec)
+        plan.partial_rows.pop(pid, None)
+        state[pid] = Held(rec.version, False)
+    elif rec.op == "patch":
+        if now is None:
+            return PATCH_UNKNOWN
+        if now.deleted:
+            return PATCH_DELETED
+        _merge(plan, pid, scalar_update(rec))
+        state[pid] = Held(rec.version, False)
+    else:  # delete (the only op left: unknown ops were refused above)
+        if now is None and pid not in plan.full_rows:
+            plan.full_rows[pid] = full_row(rec)  # a tombstone row
+        else:
+            _merge(plan, pid, scalar_update(rec))
+        state[pid] = Held(rec.version, True)
+    return INDEXED
 
 
 def _merge(plan: WritePlan, pid: str, update: dict[str, Any]) -> None:

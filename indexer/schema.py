@@ -89,6 +89,28 @@ class IndexLayout:
 
     # ------------------------------------------------------------------ rows
 
+    def refusal(self, rec: IndexRecord) -> str | None:
+        """Why this collection must not take ``rec``, as a dead-letter reason, or None.
+
+        An upsert carries vectors: they must come from this collection's model version (a record of
+        another version, during a model change, belongs in that version's collection) and have
+        this layout's fields and dimensions, with finite values. Patches and deletes carry no
+        vectors and fit every version.
+        """
+        if rec.op != "upsert":
+            return None
+        if rec.model_version != self.model_version:
+            return "model_version_mismatch"
+        for name, dim in self.dims.items():
+            vec = rec.vectors.get(name)
+            if vec is None:
+                return "vector_missing"
+            if vec.shape != (dim,):
+                return "vector_dimension_mismatch"
+            if not np.isfinite(vec).all():
+                return "vector_not_finite"
+        return None
+
     def full_row(self, rec: IndexRecord) -> dict[str, Any]:
         """A complete row for an upsert, or a tombstone row for a delete of a never-indexed product."""
         f = rec.fields
@@ -101,7 +123,7 @@ class IndexLayout:
             "price": float(f.get("price", 0.0)),
             "in_stock": bool(f.get("in_stock", False)),
             "attributes": f.get("attributes", {}),
-            "model_version": self.model_version,
+            "model_version": rec.model_version if rec.op == "upsert" else self.model_version,
         }
         for name, length in _VARCHAR.items():
             if name != "model_version":

@@ -10,9 +10,12 @@ for what was already written.
 Reads use Strong consistency, so a query sees every write acknowledged before it (real Milvus's
 default Bounded consistency hides fresh upserts for ~0.5 s).
 
-Known limit: the read-then-write of the guard is not atomic across writers. Kafka gives one writer
-per partition, and a product lives on one partition, so two writers race only during a rebalance;
-the next event of that product repairs the state.
+The read-then-write of the guard is not atomic across writers. Kafka gives one writer per
+partition, and a product lives on one partition, so two writers could race only while a partition
+moves; the index writer fences a revoked partition before the group moves it and waits out its write
+in flight (``workers.index.writer``, ``IndexWriter.fence``), so the new owner's first read comes after
+the old owner's last write. Left open: an owner evicted without a revocation (cut off from Kafka
+but not from Milvus) may land one in-flight write late; the next event of that product repairs it.
 """
 
 from __future__ import annotations
@@ -130,7 +133,7 @@ class ProductIndex:
         """
         ids = [r.product_id for r in records]
         held = self.held(ids)
-        plan = plan_writes(records, held, self.layout.full_row, self.layout.scalar_update)
+        plan = plan_writes(records, held, self.layout.full_row, self.layout.scalar_update, self.layout.refusal)
         for wait in self.CONFIRM_UNKNOWN_S:
             if not any(o.result == PATCH_UNKNOWN for o in plan.outcomes):
                 break
@@ -141,7 +144,8 @@ class ProductIndex:
                 self.read_misses += len(found)
                 log.warning("guard re-read found %d row(s) the first read missed: %s", len(found), sorted(found)[:5])
                 held = {**held, **found}
-                plan = plan_writes(records, held, self.layout.full_row, self.layout.scalar_update)
+                plan = plan_writes(records, held, self.layout.full_row, self.layout.scalar_update,
+                                   self.layout.refusal)
         if plan.full_rows:
             self._call("upsert", self.collection, list(plan.full_rows.values()))
         by_keys: dict[frozenset[str], list[dict[str, Any]]] = {}

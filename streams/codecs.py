@@ -16,6 +16,7 @@ import numpy as np
 from streams.exceptions import InvalidEvent
 
 Op = Literal["upsert", "patch", "delete"]
+OPS: frozenset[str] = frozenset(("upsert", "patch", "delete"))
 
 
 def encode_vector(vec: np.ndarray) -> str:
@@ -66,12 +67,16 @@ def encode_record(rec: IndexRecord) -> bytes:
 
 
 def decode_record(data: bytes) -> IndexRecord:
-    """Decode an ``index.enriched`` record; raise ``InvalidEvent`` if it is not one."""
+    """Decode an ``index.enriched`` record; raise ``InvalidEvent`` if it is not one (reason
+    ``unknown_op`` for an op other than upsert, patch or delete, else ``bad_enriched_record``)."""
     try:
         doc = json.loads(data)
+        op = doc["op"]
+        if op not in OPS:  # never read as a delete: an unknown op is a bad record, dead-lettered
+            raise InvalidEvent("unknown_op", f"index record op {str(op)[:40]!r} is not upsert, patch or delete")
         src = doc.get("source")
         return IndexRecord(
-            op=doc["op"],
+            op=op,
             product_id=str(doc["product_id"]),
             version=int(doc["version"]),
             occurred_at=float(doc["occurred_at"]),

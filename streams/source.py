@@ -12,6 +12,10 @@ Contract (ARCHITECTURE.md guarantee 1, at-least-once):
   is committed only once every record before it was.
 - Commits run every ``commit_interval_s``, for the revoked partitions when the group takes them away
   (before it moves them), and on ``stop``.
+- ``on_revoke(partitions)``, when given, is awaited first when the group takes partitions away, before
+  their commit and before the group can move them: the index writer fences them there, so that none
+  of its writes of those partitions is still in flight when the new owner starts (guarantee 2).
+  ``on_assign(partitions)`` is called when partitions are assigned. Both get ``{(topic, partition)}``.
 - Records of a revoked partition still in flight are not waited for: their acknowledgements are
   dropped, and the new owner reads them again from the committed offset. That costs duplicates,
   never a loss (the index writer's version guard makes a replay a no-op).
@@ -92,6 +96,8 @@ class BatchSource:
         max_records: int = 2000,
         max_poll_interval_s: float = 1000.0,
         client_id: str | None = None,
+        on_revoke: Callable[[set[tuple[str, int]]], Awaitable[None]] | None = None,
+        on_assign: Callable[[set[tuple[str, int]]], None] | None = None,
         **security: Any,
     ) -> None:
         self.topic = topic
@@ -103,6 +109,8 @@ class BatchSource:
         self._max_records = max_records
         self._max_poll_interval_s = max_poll_interval_s
         self._client_id = client_id or group_id
+        self._on_revoke = on_revoke
+        self._on_assign = on_assign
         self._security = _aiokafka_security(security)
         self._consumer: Any = None
         self._parts: dict[Any, _Partition] = {}
@@ -207,6 +215,8 @@ class BatchSource:
         first commit would skip them.
         """
         self._generation += 1
+        if self._on_revoke is not None and revoked:
+            await self._on_revoke({(tp.topic, tp.partition) for tp in revoked})
         await self.commit(only=set(revoked))
         for tp in revoked:
             self._parts.pop(tp, None)  # later acknowledgements of its records land in a dropped tracker
@@ -227,6 +237,8 @@ class _Listener(ConsumerRebalanceListener):
         await self._source._revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        if self._source._on_assign is not None:
+            self._source._on_assign({(tp.topic, tp.partition) for tp in assigned})
         log.info("assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))
 
 

@@ -50,8 +50,14 @@ def run_worker(kind: str) -> None:
     from workers.vision.factory import production_pipeline
 
     started = time.time()
-    vision = production_pipeline(device=settings.device, dtype=settings.model_dtype,
-                                 text_cache=settings.text_cache_size)
+    from workers.vision.exceptions import ModelWeightsMissing
+
+    try:
+        vision = production_pipeline(device=settings.device, dtype=settings.model_dtype,
+                                     text_cache=settings.text_cache_size)
+    except ModelWeightsMissing as exc:  # never the untrained models into the trained collection
+        log.critical("%s worker refuses to start: %s", kind, exc)
+        raise SystemExit(2) from None
     log.info("%s worker: models on %s in %s, model version %s", kind, settings.device, vision.dtype,
              vision.model_version)
     log.info("%s worker: file:// images %s", kind,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ from streams.codecs import SourceRef, decode_key, dumps
 from streams.source import Record
 from workers.exceptions import DeadLetter
 
-__all__ = ["DLQ_MAX_ORIGINAL_BYTES", "Delivery", "dead_letter_record"]
+__all__ = ["DLQ_MAX_ORIGINAL_BYTES", "DeadLetterWatch", "Delivery", "dead_letter_record"]
+
+log = logging.getLogger("vitrine")
 
 
 @dataclass
@@ -59,3 +62,36 @@ def dead_letter_record(delivery: Delivery, err: DeadLetter, worker: str, product
         "original_truncated": len(original) < len(delivery.raw),
         "original_sha256": hashlib.sha256(delivery.raw).hexdigest(), "at": time.time(),
     })
+
+
+class DeadLetterWatch:
+    """Says at WARNING when a worker dead-letters everything it reads (a misconfiguration, such as
+    a file root that forbids every image, looks like that): after ``window`` events in a row went
+    to the DLQ, once per ``every_s`` seconds, with the commonest reason among them."""
+
+    def __init__(self, worker: str, *, window: int = 20, every_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.worker = worker
+        self.window = window
+        self.every_s = every_s
+        self._clock = clock
+        self._streak: dict[str, int] = {}
+        self._run = 0
+        self._warned_at: float | None = None
+        self.warnings = 0
+
+    def passed(self) -> None:
+        """An event was indexed, emitted or superseded: the streak ends."""
+        self._run = 0
+        self._streak.clear()
+
+    def dead_lettered(self, reason: str) -> None:
+        self._run += 1
+        self._streak[reason] = self._streak.get(reason, 0) + 1
+        now = self._clock()
+        if self._run >= self.window and (self._warned_at is None or now - self._warned_at >= self.every_s):
+            top = max(self._streak, key=self._streak.__getitem__)
+            log.warning("%s worker: the last %d events all went to the dead-letter topic (%d of them: %s); "
+                        "check its settings", self.worker, self._run, self._streak[top], top)
+            self._warned_at = now
+            self.warnings += 1

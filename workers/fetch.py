@@ -5,11 +5,12 @@
   (no loopback, private, link-local, multicast or reserved range) unless private addresses are
   allowed; the check happens in the resolver that the connection itself uses, so DNS rebinding
   cannot slip past it, and redirects are followed by hand, each hop checked again.
-- ``file://`` only when enabled, and only under the configured root (symlinks resolved).
+- ``file://`` only when enabled, and only under the configured root (symlinks resolved); with no
+  root, every ``file://`` URI is refused (``Settings`` refuses that combination too).
 - At most ``max_bytes`` are read from any source; a larger object is refused, not truncated.
 
 Transient failures (timeouts, 5xx, connection errors, an object store that is away) are retried
-with capped exponential backoff (0.2 s doubling to 5 s) for at least ``retries`` tries and until
+with capped exponential backoff (0.2 s doubling to 5 s, ``workers.runtime.retry.retrying``) for at least ``retries`` tries and until
 ``retry_budget_s`` has passed, so an outage of the object store shorter than the budget delays
 events (the pipeline backs up behind the batch, lag grows) but sends none to the DLQ; only then
 is ``FetchError(transient=True)`` raised. Permanent failures (404, forbidden, too large) at once.
@@ -20,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from workers.exceptions import FetchError
+from workers.runtime.retry import retrying
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ def check_uri(uri: str, policy: FetchPolicy) -> tuple[str, Any]:
     elif scheme == "file":
         if not policy.allow_file:
             raise FetchError("file_disabled", "file:// URIs are disabled (VITRINE_FETCH_ALLOW_FILE)")
+        if policy.file_root is None:
+            raise FetchError("forbidden_path", "file:// URIs need a root folder (VITRINE_FETCH_FILE_ROOT); none is set")
     else:
         raise FetchError("unsupported_scheme", f"unsupported URI scheme {scheme!r}")
     return scheme, parts
@@ -110,23 +113,18 @@ class ImageFetcher:
         if self._sem is None:
             raise RuntimeError("ImageFetcher: call start() first")
         scheme, parts = check_uri(uri, self.policy)
-        delay = 0.2
-        give_up_at = time.monotonic() + self.policy.retry_budget_s
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with self._sem:
+        # transient errors only; at least ``retries`` tries, and more while the budget lasts
+        async for attempt in retrying(f"fetching {uri[:200]}", retry_on=FetchError, when=_is_transient,
+                                      first_s=0.2, cap_s=5.0, budget_s=self.policy.retry_budget_s,
+                                      min_tries=self.policy.retries):
+            with attempt:
+                async with self._sem:  # held for one try, not through the wait before the next
                     if scheme == "s3":
                         return await asyncio.to_thread(self._fetch_s3, parts.netloc, parts.path.lstrip("/"))
                     if scheme == "file":
                         return await asyncio.to_thread(self._fetch_file, parts)
                     return await self._fetch_http(uri)
-            except FetchError as exc:
-                if not exc.transient or (attempt >= self.policy.retries and time.monotonic() + delay > give_up_at):
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable: retrying() re-raises the last failure")
 
     # ------------------------------------------------------------------ sources
 
@@ -156,9 +154,11 @@ class ImageFetcher:
         return self._limited(data)
 
     def _fetch_file(self, parts: Any) -> bytes:
+        if self.policy.file_root is None:  # check_uri refuses this first; never read a path unchecked
+            raise FetchError("forbidden_path", "file:// URIs need a root folder (VITRINE_FETCH_FILE_ROOT)")
         path = Path(parts.path).resolve()
-        root = self.policy.file_root.resolve() if self.policy.file_root else None
-        if root is not None and not path.is_relative_to(root):
+        root = self.policy.file_root.resolve()
+        if not path.is_relative_to(root):
             raise FetchError("forbidden_path", f"{path} is outside the allowed root")
         try:
             size = path.stat().st_size
@@ -205,6 +205,10 @@ class ImageFetcher:
         if not data:
             raise FetchError("empty", "image is empty")
         return data
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, FetchError) and exc.transient
 
 
 def _resolver_base() -> type:

@@ -13,7 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.topics import TopicSet
@@ -159,6 +160,18 @@ class Settings(BaseSettings):
     log_level: LogLevel = Field(LogLevel.INFO, description="debug, info, warning, error or critical")
     keep_freed_memory: bool = Field(
         True, description="keep freed heap memory in the process (glibc mallopt; see workers.runtime.memory)")
+
+    @model_validator(mode="after")
+    def _file_uris_need_a_root(self) -> Settings:
+        """``fetch_allow_file`` without ``fetch_file_root`` would let an event or a query read any path:
+        refused, as an error of ``fetch_file_root`` (so ``load_settings`` names VITRINE_FETCH_FILE_ROOT)."""
+        if self.fetch_allow_file and self.fetch_file_root is None:
+            raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                type=PydanticCustomError(
+                    "file_root_required", "required when VITRINE_FETCH_ALLOW_FILE is true: file:// image URIs "
+                    "must lie under a folder (set VITRINE_FETCH_FILE_ROOT, or VITRINE_FETCH_ALLOW_FILE=false)"),
+                loc=("fetch_file_root",), input=None)])
+        return self
 
     @property
     def topics(self) -> TopicSet:

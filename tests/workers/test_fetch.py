@@ -99,3 +99,63 @@ def test_file_uris_only_under_root(tmp_path: Path):
 
     r = asyncio.run(main())
     assert r == {"ok": b"data", "escape": "forbidden_path", "missing": "not_found"}
+
+
+def test_file_uris_are_refused_without_a_root(tmp_path: Path):
+    """allow_file with no root must not mean "any path": the URI check refuses it, and so does the fetch."""
+    (tmp_path / "ok.jpg").write_bytes(b"data")
+    policy = FetchPolicy(allow_file=True, file_root=None, retries=1)
+    with pytest.raises(FetchError) as err:
+        check_uri("file:///etc/passwd", policy)
+    assert err.value.reason == "forbidden_path" and not err.value.transient
+
+    async def main():
+        f = await ImageFetcher(policy).start()
+        try:
+            await f.fetch(f"file://{tmp_path}/ok.jpg")
+        finally:
+            await f.close()
+
+    with pytest.raises(FetchError) as err:
+        asyncio.run(main())
+    assert err.value.reason == "forbidden_path" and not err.value.transient
+
+
+def test_transient_errors_are_retried_and_permanent_ones_are_not():
+    calls = {"flaky": 0, "down": 0, "gone": 0}
+
+    async def flaky(request):  # 503 twice, then the image
+        calls["flaky"] += 1
+        if calls["flaky"] < 3:
+            return web.Response(status=503)
+        return web.Response(body=b"\xff\xd8jpeg-bytes")
+
+    async def down(request):
+        calls["down"] += 1
+        return web.Response(status=503)
+
+    async def gone(request):
+        calls["gone"] += 1
+        return web.Response(status=404)
+
+    async def main():
+        runner = web.AppRunner(_serve({"/flaky": flaky, "/down": down, "/gone": gone}))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        f = await ImageFetcher(FetchPolicy(allowed_hosts=("127.0.0.1",), allow_private=True, retries=3,
+                                           retry_budget_s=0.0)).start()
+        out = {"flaky": await f.fetch(f"http://127.0.0.1:{port}/flaky")}
+        for name in ("down", "gone"):
+            try:
+                await f.fetch(f"http://127.0.0.1:{port}/{name}")
+            except FetchError as exc:
+                out[name] = (exc.reason, exc.transient)
+        await f.close()
+        await runner.cleanup()
+        return out
+
+    r = asyncio.run(main())
+    assert r == {"flaky": b"\xff\xd8jpeg-bytes", "down": ("http_503", True), "gone": ("http_404", False)}
+    assert calls == {"flaky": 3, "down": 3, "gone": 1}  # retries=3 tries of a transient error, one of a permanent

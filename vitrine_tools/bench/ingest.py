@@ -250,7 +250,8 @@ def seed_rows(index: Any, ids: list[str], batch: int = 1000) -> None:
     rng = np.random.default_rng(0)
     for i in range(0, len(ids), batch):
         index.apply([IndexRecord("upsert", pid, 1, time.time(), {"title": pid, "price": 1.0},
-                                 {k: rng.standard_normal(d).astype(np.float32) for k, d in index.layout.dims.items()})
+                                 {k: rng.standard_normal(d).astype(np.float32) for k, d in index.layout.dims.items()},
+                                 index.layout.model_version)
                      for pid in ids[i:i + batch]])
     index.flush()
 

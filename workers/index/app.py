@@ -12,7 +12,7 @@ from typing import Any
 from indexer.schema import IndexLayout
 from streams.source import Record
 from workers import metrics as m
-from workers.dlq import Delivery, dead_letter_record
+from workers.dlq import DeadLetterWatch, Delivery, dead_letter_record
 from workers.exceptions import DeadLetter
 from workers.index.writer import IndexWriter
 from workers.runtime.app import worker_app
@@ -29,7 +29,10 @@ def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
     dlq = app.topic(topics.dlq, partitions=1)
     index = product_index(settings, layout)
 
+    watch = DeadLetterWatch("index")
+
     async def dead_letter(item: Delivery, stage: str, reason: str, message: str) -> None:
+        watch.dead_lettered(reason)
         m.EVENTS_DLQ.labels("index", stage, reason).inc()
         await (await dlq.send(key=(item.key or "").encode(),
                               value=dead_letter_record(item, DeadLetter(stage, reason, message), "index")))
@@ -37,13 +40,16 @@ def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
     writer = IndexWriter(index, dead_letter, max_batch=settings.index_batch_max_size,
                          max_wait_s=settings.index_batch_max_wait_s, flush_rows=settings.flush_rows,
                          flush_interval_s=settings.flush_interval_s,
-                         retry_budget_s=settings.index_retry_budget_s, on_give_up=exit_tempfail)
+                         retry_budget_s=settings.index_retry_budget_s, on_give_up=exit_tempfail,
+                         watch=watch)
 
     async def handle(rec: Record) -> None:
         m.EVENTS_CONSUMED.labels("index", "record").inc()
         await writer.put(Delivery.of(rec))
 
-    source = batch_source(settings, topics.enriched, "vitrine-index", handle)
+    # a revoked partition is fenced before the group moves it (see workers.index.writer)
+    source = batch_source(settings, topics.enriched, "vitrine-index", handle, on_revoke=writer.fence,
+                          on_assign=writer.unfence)
 
     @app.task
     async def run_writer() -> None:

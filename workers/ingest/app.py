@@ -14,7 +14,7 @@ from typing import Any
 from streams.codecs import IndexRecord, encode_record
 from streams.source import Record
 from workers import metrics as m
-from workers.dlq import dead_letter_record
+from workers.dlq import DeadLetterWatch, dead_letter_record
 from workers.fetch import ImageFetcher
 from workers.ingest.pipeline import IngestPipeline, RecentDeletes, Work, triage
 from workers.runtime.app import worker_app
@@ -37,6 +37,7 @@ class IngestOutput:
         self.producer = producer
         self.enriched_topic = enriched_topic
         self.dlq_topic = dlq_topic
+        self.watch = DeadLetterWatch("ingest")
 
     async def emit(self, out: Sequence[tuple[Work, IndexRecord | None]]) -> None:
         # Straight to the producer: Faust's per-topic send buffer hands messages over one at a time,
@@ -46,11 +47,15 @@ class IngestOutput:
             if rec is None:
                 if work.error is not None:  # else superseded: nothing to emit
                     err = work.error
+                    self.watch.dead_lettered(err.reason)
                     m.EVENTS_DLQ.labels("ingest", err.stage, err.reason).inc()
                     value = dead_letter_record(work, err, "ingest", work.event.product_id if work.event else None)
                     futures.append(await self.producer.send(self.dlq_topic, (work.key or "").encode(), value,
                                                             None, None, None))
+                else:
+                    self.watch.passed()
             else:
+                self.watch.passed()
                 futures.append(await self.producer.send(self.enriched_topic, rec.product_id.encode(),
                                                         encode_record(rec), None, None, None))
         await asyncio.gather(*futures)  # the broker acknowledged every output ...

@@ -10,7 +10,10 @@ neighbours' categories) and boost or restrict by it (``workers.query.fusion``); 
 predicted (``predicted_category``). Text queries boost hits whose attributes the text names (``parsed``).
 
 No request can crash the worker (guarantee 5): every failure maps, in ``ERRORS`` below, to an error
-reply ``{"ok": false, "error": {"code", "message", "field"}}`` and an HTTP status.
+reply ``{"ok": false, "error": {"code", "message", "field"}}`` and an HTTP status: the caller's fault is
+4xx (a bad request, an unknown product, an image that cannot be fetched or decoded), a dependency
+that is away is 503 and worth a retry (the index, or the object store behind an image URI: a
+transient fetch error), anything else 500.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import base64
 import binascii
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,7 +34,7 @@ from indexer.store import ProductIndex, SearchHit
 from streams.exceptions import InvalidQuery
 from streams.schema import SearchRequest, parse_search_request
 from workers import metrics as m
-from workers.exceptions import DeadLetter
+from workers.exceptions import DeadLetter, FetchError
 from workers.fetch import ImageFetcher
 from workers.query.fusion import SEARCH_POOL, attribute_boost, category_rerank, prediction_json
 from workers.query.parse import parse_query
@@ -46,24 +50,50 @@ class NotFound(Exception):
         super().__init__(message)
 
 
-#: exception -> (error code, HTTP status): the one table that maps failures to replies.
-ERRORS: list[tuple[type[BaseException], str, int]] = [
-    (InvalidQuery, "invalid_request", 400),
-    (NotFound, "not_found", 404),
-    (ImageDecodeError, "bad_image", 422),
-    (DeadLetter, "bad_image", 422),
-    (ModelMismatch, "model_mismatch", 503),
-    (IndexUnavailable, "unavailable", 503),
+class ErrorRule(NamedTuple):
+    """Failures of type ``exc`` (and, when given, for which ``when`` holds) answer ``code`` and ``status``;
+    ``prefix`` goes before the exception's text in the reply's message."""
+
+    exc: type[BaseException]
+    code: str
+    status: int
+    when: Callable[[BaseException], bool] | None = None
+    prefix: str = ""
+
+    def matches(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.exc) and (self.when is None or self.when(exc))
+
+
+def _transient(exc: BaseException) -> bool:
+    return bool(getattr(exc, "transient", False))
+
+
+#: The one table that maps failures to replies: the first rule that matches wins.
+ERRORS: list[ErrorRule] = [
+    ErrorRule(InvalidQuery, "invalid_request", 400),
+    ErrorRule(NotFound, "not_found", 404),
+    ErrorRule(ImageDecodeError, "bad_image", 422),
+    # the object store (or an image host) is away: not the caller's fault, retry later
+    ErrorRule(FetchError, "image_store_unavailable", 503, _transient,
+              "the image could not be fetched now (its store is unavailable); retry shortly: "),
+    ErrorRule(DeadLetter, "bad_image", 422),  # permanent fetch errors: forbidden, not found, too large
+    ErrorRule(ModelMismatch, "model_mismatch", 503),
+    ErrorRule(IndexUnavailable, "unavailable", 503),
 ]
 IMAGE_TEXT_WEIGHTS = {"image_vec": 0.6, "text_vec": 0.4}
 
 
+def error_rule(exc: BaseException) -> ErrorRule | None:
+    """The rule of ``ERRORS`` for ``exc``; None for an unexpected failure (a 500)."""
+    return next((rule for rule in ERRORS if rule.matches(exc)), None)
+
+
 def error_reply(request_id: str | None, exc: BaseException) -> tuple[dict[str, Any], int]:
-    for cls, code, status in ERRORS:
-        if isinstance(exc, cls):
-            field = getattr(exc, "field", None)
-            return {"request_id": request_id, "ok": False,
-                    "error": {"code": code, "message": str(exc)[:500], "field": field}}, status
+    rule = error_rule(exc)
+    if rule is not None:
+        field = getattr(exc, "field", None)
+        return {"request_id": request_id, "ok": False,
+                "error": {"code": rule.code, "message": (rule.prefix + str(exc))[:500], "field": field}}, rule.status
     return {"request_id": request_id, "ok": False,
             "error": {"code": "internal", "message": f"{type(exc).__name__}", "field": None}}, 500
 
@@ -104,7 +134,7 @@ class QueryService:
             reply.update(request_id=request_id, ok=True, kind=kind, took_ms=round((time.perf_counter() - t0) * 1e3, 2))
             status = 200
         except Exception as exc:
-            if not any(isinstance(exc, cls) for cls, _, _ in ERRORS):
+            if error_rule(exc) is None:
                 log.exception("query failed")
                 m.ERRORS.labels("query", "search").inc()
             reply, status = error_reply(request_id, exc)

@@ -26,10 +26,11 @@ __all__ = ["batch_source", "exit_tempfail", "read_topic", "retry_until_done"]
 log = logging.getLogger("vitrine")
 
 
-def batch_source(settings: Settings, topic: str, group: str,
-                 handle: Callable[[Record], Awaitable[None]]) -> BatchSource:
+def batch_source(settings: Settings, topic: str, group: str, handle: Callable[[Record], Awaitable[None]],
+                 **hooks: Any) -> BatchSource:
+    """The worker's ``BatchSource``; ``hooks`` are its ``on_revoke`` / ``on_assign``."""
     return BatchSource(topic, settings.kafka_bootstrap, group, handle, session_timeout_s=settings.session_timeout_s,
-                       commit_interval_s=settings.commit_interval_s, **settings.kafka_options())
+                       commit_interval_s=settings.commit_interval_s, **hooks, **settings.kafka_options())
 
 
 async def read_topic(app: Any, source: BatchSource, settings: Settings) -> None:

@@ -1,0 +1,257 @@
+"""``QueryService.handle`` and its error table, as a unit: a fake vision pipeline and plain doubles of
+the index and the fetcher (the integration and chaos tests run the same service against real Milvus).
+
+Every reply is ``{"ok": false, "error": {"code", "message", "field"}}`` with an HTTP status from the
+one table (``workers.query.service.ERRORS``): the caller's fault is 4xx, a dependency that is away is
+503 (retry), anything unexpected is 500 and says no more than the exception's type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from indexer.exceptions import IndexUnavailable, ModelMismatch
+from indexer.store import ProductIndex, SearchHit
+from workers.exceptions import FetchError
+from workers.fetch import ImageFetcher
+from workers.query.service import QueryService
+from workers.vision.fakes import fake_pipeline
+
+MAX_IMAGE_BYTES = 100_000
+
+
+def _png(colour: tuple[int, int, int] = (200, 30, 30), size: int = 32) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+PNG = _png()
+
+
+def _hit(pid: str, score: float) -> SearchHit:
+    return SearchHit(pid, score, {"title": f"product {pid}", "category": "apparel", "version": 1})
+
+
+class StubIndex:
+    """The reads of ``ProductIndex`` that the service calls; records them, or raises ``fail``."""
+
+    def __init__(self, rows: dict[str, dict[str, Any]] | None = None, fail: BaseException | None = None) -> None:
+        self.rows = rows or {}
+        self.fail = fail
+        self.calls: list[tuple[str, Any]] = []
+
+    def _answer(self, name: str, detail: Any) -> list[SearchHit]:
+        self.calls.append((name, detail))
+        if self.fail is not None:
+            raise self.fail
+        return [_hit("p1", 0.9), _hit("p2", 0.8)]
+
+    def get(self, product_id: str, *, with_vectors: bool = False) -> dict[str, Any] | None:
+        self.calls.append(("get", product_id))
+        if self.fail is not None:
+            raise self.fail
+        return self.rows.get(product_id)
+
+    def search(self, vector: np.ndarray, field: str, filters: Any, k: int, *,
+               exclude_ids: tuple[str, ...] = ()) -> list[SearchHit]:
+        return self._answer("search", (field, k, exclude_ids))
+
+    def search_multi(self, vectors: dict[str, np.ndarray], weights: dict[str, float], filters: Any,
+                     k: int) -> list[SearchHit]:
+        return self._answer("search_multi", (tuple(sorted(vectors)), k))
+
+
+class StubFetcher:
+    """``ImageFetcher.fetch``: the given bytes, or the given error; records the URIs asked for."""
+
+    def __init__(self, data: bytes = PNG, fail: BaseException | None = None) -> None:
+        self.data = data
+        self.fail = fail
+        self.uris: list[str] = []
+
+    async def fetch(self, uri: str) -> bytes:
+        self.uris.append(uri)
+        if self.fail is not None:
+            raise self.fail
+        return self.data
+
+
+@pytest.mark.parametrize("double, real, names", [
+    (StubIndex, ProductIndex, ("get", "search", "search_multi")),
+    (StubFetcher, ImageFetcher, ("fetch",)),
+])
+def test_the_doubles_keep_the_real_signatures(double: type, real: type, names: tuple[str, ...]) -> None:
+    for name in names:
+        mine, theirs = inspect.signature(getattr(double, name)), inspect.signature(getattr(real, name))
+        assert [(p.name, p.kind) for p in mine.parameters.values()] == \
+            [(p.name, p.kind) for p in theirs.parameters.values()], name
+        assert inspect.iscoroutinefunction(getattr(double, name)) == inspect.iscoroutinefunction(getattr(real, name))
+
+
+def _service(index: StubIndex | None = None, fetcher: StubFetcher | None = None, *, ready: bool = True) -> QueryService:
+    svc = QueryService(fake_pipeline(), index or StubIndex(), fetcher or StubFetcher(),  # type: ignore[arg-type]
+                       max_pixels=1_000_000, max_image_bytes=MAX_IMAGE_BYTES)
+    svc.ready = ready
+    return svc
+
+
+def _ask(svc: QueryService, raw: bytes | dict[str, Any], transport: str = "http") -> tuple[dict[str, Any], int]:
+    return asyncio.run(svc.handle(raw, transport))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# ------------------------------------------------------------------ answers
+
+
+def test_text_query_answers_with_hits_and_the_model_version() -> None:
+    index = StubIndex()
+    reply, status = _ask(_service(index), {"request_id": "t1", "kind": "text", "text": "red shirt", "k": 2})
+    assert status == 200 and reply["ok"] and reply["request_id"] == "t1" and reply["kind"] == "text"
+    assert [h["product_id"] for h in reply["results"]] == ["p1", "p2"]
+    assert reply["model_version"] == fake_pipeline().model_version
+    assert index.calls[0][0] == "search" and index.calls[0][1][0] == "text_vec"
+
+
+def test_image_query_by_uri_goes_through_the_fetcher() -> None:
+    fetcher = StubFetcher()
+    reply, status = _ask(_service(fetcher=fetcher),
+                         {"request_id": "i1", "kind": "image", "image": {"uri": "s3://bucket/a.png"}, "k": 1})
+    assert status == 200 and reply["ok"], reply
+    assert fetcher.uris == ["s3://bucket/a.png"] and len(reply["results"]) == 1
+
+
+def test_image_text_query_searches_both_fields() -> None:
+    index = StubIndex()
+    reply, status = _ask(_service(index), {"request_id": "it", "kind": "image_text", "text": "in blue",
+                                           "image": {"b64": _b64(PNG)}})
+    assert status == 200 and reply["ok"], reply
+    assert index.calls == [("search_multi", (("image_vec", "text_vec"), 10))]
+
+
+def test_similar_query_excludes_the_product_itself() -> None:
+    index = StubIndex(rows={"p0": {"image_vec": [1.0] * 32, "deleted": False}})
+    reply, status = _ask(_service(index), {"request_id": "s1", "kind": "similar", "product_id": "p0", "k": 5})
+    assert status == 200 and reply["ok"], reply
+    assert index.calls[-1] == ("search", ("image_vec", 5, ("p0",)))
+
+
+# ------------------------------------------------------------------ the error table
+
+
+def _error(reply: dict[str, Any]) -> dict[str, Any]:
+    assert reply["ok"] is False and set(reply["error"]) == {"code", "message", "field"}, reply
+    return reply["error"]
+
+
+@pytest.mark.parametrize("raw, field", [
+    (b"{not json", None),
+    (b"[1, 2]", None),
+    (json.dumps({"request_id": "x", "kind": "teleport"}).encode(), "kind"),
+    ({"request_id": "x", "kind": "text"}, "text"),
+    ({"request_id": "x", "kind": "similar"}, "product_id"),
+    ({"request_id": "x", "kind": "image"}, "image"),
+    ({"request_id": "x", "kind": "image", "image": {"uri": "s3://b/k", "b64": _b64(PNG)}}, "image"),
+    ({"request_id": "x", "kind": "text", "text": "shoes", "k": 100_000}, "k"),
+    ({"request_id": "x", "kind": "image", "image": {"b64": "!!not base64!!"}}, "image.b64"),
+    ({"request_id": "x", "kind": "image", "image": {"b64": _b64(b"x" * (MAX_IMAGE_BYTES + 1))}}, "image.b64"),
+], ids=["bad JSON", "not an object", "unknown kind", "missing text", "missing product_id", "missing image",
+        "uri and b64", "huge k", "bad base64", "oversized image"])
+def test_a_bad_request_is_a_400_naming_the_field(raw: Any, field: str | None) -> None:
+    reply, status = _ask(_service(), raw)
+    err = _error(reply)
+    assert (status, err["code"]) == (400, "invalid_request"), reply
+    assert err["field"] == field and err["message"]
+
+
+def test_the_request_id_is_echoed_on_an_error_when_it_could_be_read() -> None:
+    reply, _ = _ask(_service(), {"request_id": "echo-me", "kind": "teleport"})
+    assert reply["request_id"] == "echo-me"
+
+
+def test_an_unknown_product_is_a_404() -> None:
+    reply, status = _ask(_service(StubIndex(rows={"gone": {"deleted": True, "image_vec": [0.0] * 32}})),
+                         {"request_id": "x", "kind": "similar", "product_id": "gone"})
+    assert (status, _error(reply)["code"], reply["error"]["field"]) == (404, "not_found", "product_id")
+
+
+@pytest.mark.parametrize("data", [b"not an image at all", _png()[:40]], ids=["not an image", "truncated"])
+def test_an_undecodable_image_is_a_422(data: bytes) -> None:
+    reply, status = _ask(_service(), {"request_id": "x", "kind": "image", "image": {"b64": _b64(data)}})
+    assert (status, _error(reply)["code"]) == (422, "bad_image"), reply
+
+
+@pytest.mark.parametrize("error", [
+    FetchError("forbidden_address", "10.0.0.1 is not a public address"),
+    FetchError("forbidden_path", "/etc/passwd is outside the allowed root"),
+    FetchError("http_404", "http://example.com/x.jpg: HTTP 404"),
+    FetchError("s3_nosuchkey", "s3://b/k: NoSuchKey"),
+], ids=lambda e: e.reason)
+def test_a_permanent_fetch_error_is_a_422(error: FetchError) -> None:
+    reply, status = _ask(_service(fetcher=StubFetcher(fail=error)),
+                         {"request_id": "x", "kind": "image", "image": {"uri": "s3://b/k"}})
+    err = _error(reply)
+    assert (status, err["code"]) == (422, "bad_image"), reply
+    assert str(error) in err["message"]
+
+
+@pytest.mark.parametrize("error", [
+    FetchError("s3_unavailable", "object store unavailable: connection refused", transient=True),
+    FetchError("s3_serviceunavailable", "s3://b/k: ServiceUnavailable", transient=True),
+    FetchError("http_503", "http://example.com/x.jpg: HTTP 503", transient=True),
+], ids=lambda e: e.reason)
+@pytest.mark.parametrize("kind", ["image", "image_text"])
+def test_a_transient_fetch_error_is_a_503_not_a_bad_image(error: FetchError, kind: str) -> None:
+    """An object store that is away is not the caller's fault: 503, retry later."""
+    reply, status = _ask(_service(fetcher=StubFetcher(fail=error)),
+                         {"request_id": "x", "kind": kind, "text": "blue", "image": {"uri": "s3://b/k"}})
+    err = _error(reply)
+    assert (status, err["code"]) == (503, "image_store_unavailable"), reply
+    assert "retry" in err["message"] and str(error) in err["message"]
+
+
+def test_not_ready_is_a_503_and_touches_nothing() -> None:
+    index, fetcher = StubIndex(), StubFetcher()
+    reply, status = _ask(_service(index, fetcher, ready=False),
+                         {"request_id": "x", "kind": "image", "image": {"uri": "s3://b/k"}})
+    assert (status, _error(reply)["code"]) == (503, "unavailable")
+    assert index.calls == [] and fetcher.uris == []
+
+
+def test_a_milvus_outage_is_a_503() -> None:
+    reply, status = _ask(_service(StubIndex(fail=IndexUnavailable("Milvus search failed: connection refused"))),
+                         {"request_id": "x", "kind": "text", "text": "shoes"})
+    assert (status, _error(reply)["code"]) == (503, "unavailable")
+
+
+def test_a_model_mismatch_is_a_503() -> None:
+    reply, status = _ask(_service(StubIndex(fail=ModelMismatch("collection built by another model"))),
+                         {"request_id": "x", "kind": "text", "text": "shoes"})
+    assert (status, _error(reply)["code"]) == (503, "model_mismatch")
+
+
+def test_an_unexpected_error_is_a_500_that_says_only_its_type() -> None:
+    reply, status = _ask(_service(StubIndex(fail=RuntimeError("secret internals: password=hunter2"))),
+                         {"request_id": "x", "kind": "text", "text": "shoes"})
+    err = _error(reply)
+    assert (status, err["code"], err["message"]) == (500, "internal", "RuntimeError")
+
+
+def test_kafka_and_http_get_the_same_reply() -> None:
+    raw = {"request_id": "x", "kind": "image", "image": {"uri": "s3://b/k"}}
+    fail = FetchError("s3_unavailable", "object store unavailable", transient=True)
+    http = _ask(_service(fetcher=StubFetcher(fail=fail)), raw, "http")
+    kafka = _ask(_service(fetcher=StubFetcher(fail=fail)), raw, "kafka")
+    assert http == kafka
