@@ -288,7 +288,13 @@ def drain_patches(stack: Any, pub: Any, index: Any, patches: list[tuple[str, int
     n = len(patches)
     if alone:
         stack.workers["index"].stop()
-    restart = threading.Thread(target=stack.restart_worker, args=("ingest",), kwargs={"kill": False})
+    ready_at: dict[str, float] = {}
+
+    def restart_worker(kind: str) -> None:
+        stack.restart_worker(kind, kill=False)
+        ready_at[kind] = time.time()  # joined its group: the drain cannot have started before
+
+    restart = threading.Thread(target=restart_worker, args=("ingest",))
     restart.start()  # poll while it starts: the drain may begin before /healthz says ready
     index_start: threading.Thread | None = None
     marks: dict[str, list[tuple[float, int]]] = {"ingest": [], "index": []}
@@ -303,14 +309,18 @@ def drain_patches(stack: Any, pub: Any, index: Any, patches: list[tuple[str, int
         if done_ingest >= n and done_index >= n:
             break
         if alone and done_ingest >= n and index_start is None:
-            index_start = threading.Thread(target=stack.restart_worker, args=("index",), kwargs={"kill": False})
+            index_start = threading.Thread(target=restart_worker, args=("index",))
             index_start.start()
         time.sleep(0.1)
     restart.join()
     if index_start is not None:
         index_start.join()
 
-    def rate(points: list[tuple[float, int]]) -> float:
+    def rate(points: list[tuple[float, int]], started: float | None) -> float:
+        """From the first committed progress to the last; a worker that drained everything within one
+        commit interval has one point only: its rate is then counted from when it was ready."""
+        if len(points) < 2 and started is not None and points and points[0][0] > started:
+            points = [(started, 0), *points]
         if len(points) < 2:
             return float("nan")
         (t0, d0), (t1, d1) = points[0], points[-1]
@@ -322,8 +332,8 @@ def drain_patches(stack: Any, pub: Any, index: Any, patches: list[tuple[str, int
         held.update(index.held(ids[i:i + 2000]))
     behind = sum(1 for p, v in last.items() if p not in held or held[p].version < v)
     t_base = min((p[0][0] for p in marks.values() if p), default=0.0)
-    return {"events": n, "products": len(last), "ingest_events_per_s": rate(marks["ingest"]),
-            "events_per_s": rate(marks["index"]), "rows_behind_after_drain": behind,
+    return {"events": n, "products": len(last), "ingest_events_per_s": rate(marks["ingest"], ready_at.get("ingest")),
+            "events_per_s": rate(marks["index"], ready_at.get("index") if alone else None), "rows_behind_after_drain": behind,
             "committed": {k: [[round(t - t_base, 2), d] for t, d in v] for k, v in marks.items()}}
 
 
