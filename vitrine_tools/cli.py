@@ -1,4 +1,4 @@
-"""``vitrine``: the production worker and the tooling around it.
+"""vitrine: the production worker and the tooling around it.
 
   worker {ingest,index,query}  one worker process (settings from VITRINE_* variables)
   up                           the embedded stack (tansu, Milvus Lite, the three workers) until Ctrl-C
@@ -7,12 +7,13 @@
   bench                        benchmarks that print figures (ingest, query, consume, gpu)
   chaos, soak                  crashes, outages and hostile inputs judged by the oracle; a long run
 
-``vitrine COMMAND --help`` says more about each.
+vitrine COMMAND --help says more about each.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 
@@ -39,12 +40,33 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    _plain_help(parser)
     args = parser.parse_args(argv)
     if args.cmd != "worker":  # SIGTERM unwinds like Ctrl-C, so stacks stop the processes they started
         signal.signal(signal.SIGTERM, _raise_exit)
     result = args.func(args)
     if isinstance(result, int):
         sys.exit(result)
+
+
+def plain(text: str | None) -> str | None:
+    """Docstring markup out of a help text: ``code`` and :role:`name` become code and name."""
+    if text is None:
+        return None
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    """The module docstrings serve as help texts: show them without their markup, at every level."""
+    parser.description = plain(parser.description)
+    for action in parser._actions:
+        action.help = plain(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                choice.help = plain(choice.help)
+            for sub in action.choices.values():
+                _plain_help(sub)
 
 
 def _raise_exit(signum: int, frame: object) -> None:
