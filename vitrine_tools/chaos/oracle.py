@@ -332,7 +332,23 @@ def judge(
     cosine >= ``min_cosine`` (rows of other images are checked by ``image_uri`` only).
     ``known_products``: ids allowed in the collection although no record named them (e.g. rows
     written by another part of the same test); everything else live and unexplained is a phantom.
+
+    Three steps: every record's outcome against the DLQ (``_account_records``), every product's final
+    row against the expected state (``_check_product``), and the collection for rows nobody wrote
+    or keys held twice (``_check_collection``).
     """
+    dlq_at, untraced = _dead_letters_by_offset(dead_letters)
+    v = Verdict(events=len(exp.outcome), outcomes={}, dlq_by_reason={}, untraced_dlq=untraced)
+    _account_records(v, exp, dlq_at)
+    for pid, want in sorted(exp.products.items()):
+        _check_product(v, pid, want, snap.rows.get(pid), reference_vectors, min_cosine)
+    _check_collection(v, snap, set(exp.products) | set(known_products))
+    return v
+
+
+def _dead_letters_by_offset(dead_letters: Sequence[DeadLetterRef]) -> tuple[dict[tuple[int, int], set[str]], int]:
+    """(partition, offset) of the original -> the reasons it was dead-lettered with; and how many
+    dead letters carry no such position (untraced)."""
     dlq_at: dict[tuple[int, int], set[str]] = {}
     untraced = 0
     for d in dead_letters:
@@ -340,9 +356,12 @@ def judge(
             untraced += 1
             continue
         dlq_at.setdefault((d.partition, d.offset), set()).add(d.reason)
+    return dlq_at, untraced
 
-    v = Verdict(events=len(exp.outcome), outcomes={}, dlq_by_reason={}, untraced_dlq=untraced)
-    # per record: DLQ accounting
+
+def _account_records(v: Verdict, exp: Expectation, dlq_at: dict[tuple[int, int], set[str]]) -> None:
+    """Per record: it is in the DLQ with its expected reason, or not in the DLQ at all (or, where the
+    expectation allows, either of the two); DLQ records for offsets never published are bugs."""
     by_reason: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     for where, expected in sorted(exp.outcome.items()):
@@ -371,36 +390,40 @@ def judge(
     v.outcomes = dict(outcomes)
     v.dlq_by_reason = dict(sorted(by_reason.items()))
 
-    # per product: the final state
-    for pid, want in sorted(exp.products.items()):
-        row = snap.rows.get(pid)
-        if want.deleted:
-            if row is None:
-                v.stale.append(f"{pid}: tombstone v{want.version} missing")
-            elif not row["deleted"]:
-                v.resurrected.append(f"{pid}: live at v{row['version']}, deleted at v{want.version}")
-            elif row["version"] != want.version:
-                v.stale.append(f"{pid}: tombstone at v{row['version']}, expected v{want.version}")
-            continue
-        if row is None or row["deleted"]:
-            v.lost.append(f"{pid}: expected live v{want.version}, found {'nothing' if row is None else 'a tombstone'}")
-            continue
-        if row["version"] != want.version:
-            v.stale.append(f"{pid}: at v{row['version']}, expected v{want.version}")
-            continue
-        diff = [f for f in CHECKED_FIELDS if not _same(row.get(f), want.fields.get(f))]
-        if diff:
-            v.stale.append(f"{pid} v{want.version}: fields {diff} differ: "
-                           + ", ".join(f"{f}={row.get(f)!r} not {want.fields.get(f)!r}" for f in diff)[:300])
-        if row.get("image_uri") != want.image_uri:
-            v.wrong_vectors.append(f"{pid} v{want.version}: image {row.get('image_uri')!r}, expected {want.image_uri!r}")
-        elif reference_vectors is not None and want.image_uri in reference_vectors and "image_vec" in row:
-            v.vectors_checked += 1
-            problem = _vector_problem(np.asarray(row["image_vec"], np.float32), want.image_uri, reference_vectors,
-                                      min_cosine)
-            if problem:
-                v.wrong_vectors.append(f"{pid} v{want.version}: {problem}")
-    allowed = set(exp.products) | set(known_products)
+
+def _check_product(v: Verdict, pid: str, want: ProductState, row: Mapping[str, Any] | None,
+                   reference_vectors: Mapping[str, np.ndarray] | None, min_cosine: float) -> None:
+    """One product's row against its expected final state: tombstone, version, fields, image, vector."""
+    if want.deleted:
+        if row is None:
+            v.stale.append(f"{pid}: tombstone v{want.version} missing")
+        elif not row["deleted"]:
+            v.resurrected.append(f"{pid}: live at v{row['version']}, deleted at v{want.version}")
+        elif row["version"] != want.version:
+            v.stale.append(f"{pid}: tombstone at v{row['version']}, expected v{want.version}")
+        return
+    if row is None or row["deleted"]:
+        v.lost.append(f"{pid}: expected live v{want.version}, found {'nothing' if row is None else 'a tombstone'}")
+        return
+    if row["version"] != want.version:
+        v.stale.append(f"{pid}: at v{row['version']}, expected v{want.version}")
+        return
+    diff = [f for f in CHECKED_FIELDS if not _same(row.get(f), want.fields.get(f))]
+    if diff:
+        v.stale.append(f"{pid} v{want.version}: fields {diff} differ: "
+                       + ", ".join(f"{f}={row.get(f)!r} not {want.fields.get(f)!r}" for f in diff)[:300])
+    if row.get("image_uri") != want.image_uri:
+        v.wrong_vectors.append(f"{pid} v{want.version}: image {row.get('image_uri')!r}, expected {want.image_uri!r}")
+    elif reference_vectors is not None and want.image_uri in reference_vectors and "image_vec" in row:
+        v.vectors_checked += 1
+        problem = _vector_problem(np.asarray(row["image_vec"], np.float32), want.image_uri, reference_vectors,
+                                  min_cosine)
+        if problem:
+            v.wrong_vectors.append(f"{pid} v{want.version}: {problem}")
+
+
+def _check_collection(v: Verdict, snap: IndexSnapshot, allowed: set[str]) -> None:
+    """Rows that no record explains (phantoms) and primary keys held more than once."""
     for pid, row in sorted(snap.rows.items()):
         if pid not in allowed and not row["deleted"]:
             v.phantom.append(f"{pid}: live at v{row['version']}, never upserted successfully")
@@ -411,7 +434,6 @@ def judge(
             v.phantom.append(f"{pid}: in the collection, unknown to the oracle")
     if snap.total_rows != len(snap.pk_counts):
         v.duplicates.append(f"count(*) = {snap.total_rows} for {len(snap.pk_counts)} distinct keys")
-    return v
 
 
 def _same(a: Any, b: Any) -> bool:
