@@ -59,7 +59,7 @@ SOAK_MINUTES ?= 30
 soak: install kafka-jars minio
 	$(VENV)/bin/vitrine soak --data-dir .vitrine/soak --minutes $(SOAK_MINUTES) --json .vitrine/soak.json
 
-unit: install
+unit: install prometheus
 	$(PY) -m pytest -q -m "not integration"
 
 clean:

@@ -41,29 +41,49 @@ def test_patches_never_merge_into_a_stale_row_while_flushes_run(milvus: Any) -> 
     writer = IndexWriter(index, _no_dead_letters, flush_interval_s=0.0)  # type: ignore[arg-type]
     pids = [f"p{i}" for i in range(5)]
     stale: list[str] = []
+    flushed = 0  # flushes the writer's flush loop ran (through the real ProductIndex.flush)
+    real_flush = index.flush
 
-    async def main() -> int:
+    def counting_flush() -> None:
+        nonlocal flushed
+        real_flush()
+        flushed += 1
+
+    index.flush = counting_flush  # type: ignore[method-assign]
+
+    async def main() -> tuple[int, int, int]:
+        """Returns (pairs written, rows checked, pairs during which a flush ran)."""
+        pairs = checked = pairs_with_flush = 0
         flushes = asyncio.ensure_future(writer._flush_loop())
         try:
             for v in range(1, 121, 2):
+                flushed_before = flushed
                 await writer.write(_items([IndexRecord("upsert", p, v, 1.0, {"title": f"t{v}", "price": 1.0},
-                                                       {"image_vec": np.ones(4, np.float32)}) for p in pids]))
+                                                       {"image_vec": np.ones(4, np.float32)}, "m@1") for p in pids]))
                 await writer.write(_items([IndexRecord("patch", p, v + 1, 1.0, {"price": float(v)}) for p in pids]))
                 for p in pids:
                     async with writer._milvus_lock:
                         row = await asyncio.to_thread(index.get, p)
+                    checked += 1
                     if row is None or (row["version"], row["title"]) != (v + 1, f"t{v}"):
                         stale.append(f"{p} after t{v}+patch: {row and (row['version'], row['title'])}")
-            return 60
+                pairs += 1
+                pairs_with_flush += flushed > flushed_before
+                if flushes.done():  # the flush loop died: what follows would test writes without flushes
+                    flushes.result()
+                    raise AssertionError("the flush loop ended")
+            return pairs, checked, pairs_with_flush
         finally:
             flushes.cancel()
 
     try:
-        pairs = asyncio.run(main())
+        pairs, checked, pairs_with_flush = asyncio.run(main())
     finally:
         index.close()
-    assert pairs == 60
     assert not stale, stale[:5]
+    assert (pairs, checked) == (60, 60 * len(pids))  # every pair written, every row read back
+    # the race was really run: flushes went on between (and, unlocked, during) the writes of most pairs
+    assert pairs_with_flush >= pairs // 2, (pairs_with_flush, flushed)
 
 
 def test_a_patch_is_dead_lettered_as_unknown_only_after_a_confirming_re_read(milvus: Any) -> None:
@@ -72,7 +92,7 @@ def test_a_patch_is_dead_lettered_as_unknown_only_after_a_confirming_re_read(mil
     Here the upsert lands right after the guard's first read (what a missed read looks like to it)."""
     layout = IndexLayout("m@1", {"image_vec": 4}, index_type="FLAT", alias=f"miss_{uuid.uuid4().hex[:8]}")
     other = ProductIndex(milvus.address, layout).start()
-    upsert = IndexRecord("upsert", "late", 1, 1.0, {"title": "t1", "price": 1.0}, {"image_vec": np.ones(4, np.float32)})
+    upsert = IndexRecord("upsert", "late", 1, 1.0, {"title": "t1", "price": 1.0}, {"image_vec": np.ones(4, np.float32)}, "m@1")
 
     class WriteAfterFirstRead(ProductIndex):
         reads = 0

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,7 @@ from indexer.exceptions import IndexUnavailable
 from indexer.guard import INDEXED, Outcome
 from streams.codecs import IndexRecord, SourceRef, encode_record
 from workers.dlq import Delivery
+from workers.index import writer as writer_module
 from workers.index.writer import IndexWriter
 
 
@@ -89,28 +92,82 @@ def test_after_the_retry_budget_the_writer_gives_up_unacknowledged():
     assert acks == [] and index.calls > 2
 
 
-def test_flushes_follow_the_rows_written_not_the_clock():
-    """A flush holds writes back, so it runs after ``flush_rows`` records, or ``flush_interval_s``
-    after the last one when fewer were written; never while nothing was."""
-    index = FlakyIndex(0, [])
-    flushes: list[float] = []
-    index.flush = lambda: flushes.append(time.monotonic())  # type: ignore[attr-defined]
+class _TickCountingWriter(IndexWriter):
+    """The writer, counting its flush loop's decisions: each one reads ``_flush_rows`` once (the write
+    path never does), so a test can wait for the loop to have looked instead of sleeping."""
 
-    async def main() -> tuple[int, int, int]:
-        writer = IndexWriter(index, _no_dead_letters, flush_rows=5, flush_interval_s=1.0)  # type: ignore[arg-type]
+    ticks = 0
+
+    @property  # type: ignore[override]
+    def _flush_rows(self) -> int:
+        self.ticks += 1
+        return self._rows
+
+    @_flush_rows.setter
+    def _flush_rows(self, value: int) -> None:
+        self._rows = value
+
+
+class _Clock:
+    """The writer's monotonic clock, moved by the test (asyncio keeps the real one)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def _until(cond: Callable[[], Any], what: str, timeout: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def test_flushes_follow_the_rows_written_not_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush holds writes back, so it runs after ``flush_rows`` records, or ``flush_interval_s``
+    after the last one when fewer were written; never while nothing was. The writer's clock is the
+    test's, and each "no flush" is checked after the flush loop decided twice since the last step."""
+    clock = _Clock()
+    monkeypatch.setattr(writer_module, "time", SimpleNamespace(monotonic=clock.monotonic, time=time.time,
+                                                               perf_counter=time.perf_counter))
+    index = FlakyIndex(0, [])
+    flushes: list[float] = []  # the writer's clock at each flush
+    index.flush = lambda: flushes.append(clock.now)  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        writer = _TickCountingWriter(index, _no_dead_letters, flush_rows=5, flush_interval_s=1.0)  # type: ignore[arg-type]
+
+        async def decided_twice() -> None:  # the first decision may have begun before the step: wait for two
+            target = writer.ticks + 2
+            await _until(lambda: writer.ticks >= target, "two decisions of the flush loop")
+
         writer.start()
         try:
+            await decided_twice()
+            assert flushes == []  # nothing written: no flush
             await writer.write(items(4, []))
-            await asyncio.sleep(0.6)
-            below = len(flushes)  # 4 < 5 rows and under a second: no flush yet
+            await decided_twice()
+            assert flushes == []  # 4 < 5 rows, under a second since the start: no flush yet
+            clock.now += 0.5
             await writer.write(items(2, []))
-            await asyncio.sleep(0.6)
-            at_rows = len(flushes)  # 6 >= 5 rows: flushed
+            await _until(lambda: flushes, "a flush after 6 >= 5 rows")
+            assert flushes == [1000.5]  # by the rows alone, half a second in
+            await decided_twice()  # the flush is over (its time recorded) before the clock moves
+            assert flushes == [1000.5]  # nothing new written: no second flush
             await writer.write(items(1, []))
-            await asyncio.sleep(1.6)
-            after_interval = len(flushes)  # 1 row, a second later: flushed; then nothing more to flush
-            return below, at_rows, after_interval
+            clock.now += 0.9
+            await decided_twice()
+            assert flushes == [1000.5]  # 1 row, 0.9 s after the last flush (1.4 s after the start): not yet
+            clock.now += 0.1
+            await _until(lambda: len(flushes) == 2, "a flush a second after the last one")
+            assert flushes == [1000.5, 1001.5]
+            clock.now += 60
+            await decided_twice()
+            assert flushes == [1000.5, 1001.5]  # nothing more to flush, however late
         finally:
             await writer.stop()
 
-    assert asyncio.run(main()) == (0, 1, 2)
+    asyncio.run(main())

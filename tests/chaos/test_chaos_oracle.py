@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections import Counter
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +23,7 @@ from vitrine_tools.chaos.oracle import (
     expected_index,
     judge,
 )
+from vitrine_tools.chaos.runner import KINDS, KillLoop, kill_facts, verdict_problems
 
 EVENTS = "x.catalog.events"
 
@@ -151,3 +154,50 @@ def test_index_stage_dead_letters_are_traced_through_the_enriched_record():
     assert dead_letter_ref(doc, EVENTS) == DeadLetterRef(3, 41, "patch_of_unknown_product", "index")
     ingest = {"reason": "not_found", "stage": "fetch", "topic": EVENTS, "partition": 1, "offset": 9}
     assert dead_letter_ref(ingest, EVENTS) == DeadLetterRef(1, 9, "not_found", "fetch")
+
+
+class _RestartStack:
+    """``ChaosStack.kill_and_restart`` stand-in: the restarts of the kinds in ``failing`` fail that many times."""
+
+    def __init__(self, failing: dict[str, int]) -> None:
+        self.failing = dict(failing)
+
+    def kill_and_restart(self, kind: str) -> float:
+        if self.failing.get(kind, 0) > 0:
+            self.failing[kind] -= 1
+            raise RuntimeError(f"the new {kind} worker did not become ready")
+        return 0.1
+
+
+def _run_kill_loops(failing: dict[str, int], n: int = 3) -> dict[str, Any]:
+    """The run's result as far as the kill loops go: real ``KillLoop`` threads on the stand-in stack."""
+    loops = {k: KillLoop(_RestartStack(failing), k, n, (0.0, 0.0), 1.0, threading.Event()) for k in KINDS}  # type: ignore[arg-type]
+    for t in loops.values():
+        t.start()
+    for t in loops.values():
+        t.join(60)
+        assert not t.is_alive()
+    return {"hostile_failed": [], "worker_crashes": 0, **kill_facts(loops)}
+
+
+def test_the_run_fails_when_a_restart_failed_or_a_kind_got_fewer_kills_than_asked():
+    clean = _run_kill_loops({})
+    assert clean["kills_done"] == {k: 3 for k in KINDS} and clean["kill_loop_errors"] == []
+    assert verdict_problems(True, clean, {}, 3) == []  # the baseline passes: the checks below can tell
+    # a restart failed once and was retried: every kill done, but a worker could not come back once
+    retried = _run_kill_loops({"query": 1})
+    assert retried["kills_done"] == {k: 3 for k in KINDS} and len(retried["kill_loop_errors"]) == 1
+    problems = verdict_problems(True, retried, {}, 3)
+    assert len(problems) == 1 and "kill-and-restart" in problems[0], problems
+    # the index kill loop gave up after repeated failures: fewer kills than `make chaos` asked for
+    short = _run_kill_loops({"index": 100})
+    assert short["kills_done"] == {"ingest": 3, "index": 0, "query": 3}
+    problems = verdict_problems(True, short, {}, 3)
+    assert any("fewer kills than asked" in p for p in problems), problems
+    # fewer kills than asked fails on its own too (e.g. a run asked for more than its loops were given)
+    assert verdict_problems(True, clean, {}, 4) == [
+        "fewer kills than asked (4 per kind): {'ingest': 3, 'index': 3, 'query': 3}"]
+    # and the older checks still count
+    assert verdict_problems(False, clean, {}, 3) and verdict_problems(True, {**clean, "worker_crashes": 1}, {}, 3)
+    assert verdict_problems(True, clean, {"milvus_outage": {"committed_while_down": True}}, 3)
+    assert verdict_problems(True, clean, {"s3_outage": {"problem": "dead-lettered as s3_unavailable"}}, 3)

@@ -155,9 +155,14 @@ def test_publish_becomes_searchable_by_photo_text_and_product(h: Harness) -> Non
 
 
 def test_patch_changes_fields_and_keeps_vectors(h: Harness) -> None:
-    pid = f"p-{uuid.uuid4().hex[:8]}"
-    h.upsert(pid, 1, 3, price=50.0)
+    pid, twin, other = (f"{prefix}-{uuid.uuid4().hex[:8]}" for prefix in ("p", "twin", "o"))
+    photo = 40  # a photo no other test here publishes: pid and its twin share it, other has its own
+    h.upsert(pid, 1, photo, price=50.0)
+    h.upsert(twin, 1, photo, price=50.0)
+    h.upsert(other, 1, photo + 1)
     h.pub.flush()
+    for p in (twin, other):
+        h.wait_version(p, 1)
     before = h.wait_version(pid, 1) and h.row(pid, vectors=True)
     h.pub.patch(pid, 2, price=35.5, in_stock=False)
     h.pub.flush()
@@ -165,8 +170,22 @@ def test_patch_changes_fields_and_keeps_vectors(h: Harness) -> None:
     assert after["price"] == 35.5 and after["in_stock"] is False and after["title"] == before["title"]
     for name in ("image_vec", "text_vec", "colour_vec"):
         assert np.array_equal(np.asarray(before[name]), np.asarray(after[name]))
-    reply = h.client.search({"kind": "similar", "product_id": pid, "k": 3, "filters": {"in_stock": False}})
-    assert reply["ok"] and all(r["in_stock"] is False for r in reply["results"])
+
+    def similar_to_twin(k: int, **filters: Any) -> list[dict[str, Any]]:
+        reply = h.client.search({"kind": "similar", "product_id": twin, "k": k, "filters": filters})
+        assert reply["ok"], reply
+        return reply["results"]
+
+    # unfiltered, the out-of-stock pid is the twin's nearest neighbour (the same photo) ...
+    assert similar_to_twin(3)[0]["product_id"] == pid
+    # ... so in_stock=True must take it out, and leaves the in-stock products
+    in_stock = similar_to_twin(100, in_stock=True)
+    ids = [r["product_id"] for r in in_stock]
+    assert other in ids and pid not in ids and all(r["in_stock"] is True for r in in_stock), in_stock
+    # and in_stock=False keeps only it (and whatever else is out of stock), not the in-stock ones
+    out_of_stock = similar_to_twin(100, in_stock=False)
+    ids = [r["product_id"] for r in out_of_stock]
+    assert pid in ids and other not in ids and all(r["in_stock"] is False for r in out_of_stock), out_of_stock
 
 
 def test_delete_leaves_tombstone_and_late_upsert_cannot_resurrect(h: Harness) -> None:

@@ -13,7 +13,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from streams.admin import committed_offsets
 from streams.source import BatchSource, Record
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.timeout(180)]  # only the broker tests are `integration`: the scripted one runs in `make unit`
 
 
 def make_topic(bootstrap: str, name: str, partitions: int, per_partition: int) -> None:
@@ -65,6 +65,7 @@ async def until(cond: Callable[[], Any], timeout: float = 60, what: str = "condi
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.integration
 def test_commits_only_the_acknowledged_prefix_and_a_restart_resumes_there(kafka: Any, unique_name: Any) -> None:
     topic, group = unique_name("src"), unique_name("grp")
     make_topic(kafka.address, topic, 1, 10)
@@ -95,6 +96,7 @@ def test_commits_only_the_acknowledged_prefix_and_a_restart_resumes_there(kafka:
     asyncio.run(scenario())
 
 
+@pytest.mark.integration
 def test_a_revoked_partition_moves_with_its_acknowledged_prefix_and_late_acks_are_dropped(
         kafka: Any, unique_name: Any) -> None:
     topic, group = unique_name("src"), unique_name("grp")

@@ -15,7 +15,8 @@ Steps (``run_chaos``):
 6. read back ``catalog.events`` and ``catalog.dlq``, snapshot the collection, judge.
 
 The result is one dict: ``{"kills", "broker_restarts", "milvus_outages", "events", "lost", "stale",
-"resurrected", "duplicates", "dlq_by_reason", "hostile_inputs", "worker_crashes", ...}``.
+"resurrected", "duplicates", "dlq_by_reason", "hostile_inputs", "worker_crashes", ...}``, with
+``verdict_ok`` and, when it is false, why (``verdict_problems``, see ``verdict_problems``).
 """
 
 from __future__ import annotations
@@ -220,7 +221,7 @@ def _run(cfg: ChaosConfig, cs: ChaosStack, t_start: float, progress: Any) -> dic
         cs.ensure_ready()
         cs.wait_drained(cfg.drain_timeout_s)
     progress(f"[{time.monotonic() - t_start:.0f}s] drained; judging")
-    verdict, exp = judge_stack(cs, image_reason_for(cs.image_root, {**{u: None for u in uris}, **known}), refs)
+    verdict, _ = judge_stack(cs, image_reason_for(cs.image_root, {**{u: None for u in uris}, **known}), refs)
     cs.check_crashes()
     result = {
         "kills": sum(cs.kills.values()), "broker_restarts": cs.broker_restarts, "milvus_outages": cs.milvus_outages,
@@ -235,16 +236,47 @@ def _run(cfg: ChaosConfig, cs: ChaosStack, t_start: float, progress: Any) -> dic
         "hostile_failed": [f"{n}: {d}" for n, ok, d in hostile_checks if not ok],
         "worker_crashes": sum(cs.crashes.values()), "kills_by_kind": dict(cs.kills),
         "restart_s_median": {k: round(float(np.median(t.restart_s)), 1) for k, t in loops.items() if t.restart_s},
-        "kill_loop_errors": [e for t in loops.values() for e in t.errors],
+        **kill_facts(loops),
         "queries": queries.statuses if queries else {}, "publisher_resends": pub.resends, **facts,
         "wall_s": round(time.monotonic() - t_start, 1),
     }
-    result["verdict_ok"] = verdict.ok and not result["hostile_failed"] and result["worker_crashes"] == 0 and \
-        not facts.get("milvus_outage", {}).get("committed_while_down") and \
-        all(not f.get("problem") for f in facts.values() if isinstance(f, dict))
+    result["verdict_problems"] = verdict_problems(verdict.ok, result, facts, cfg.kills_per_kind)
+    result["verdict_ok"] = not result["verdict_problems"]
     if not verdict.ok:
         result["explain"] = verdict.explain()
     return result
+
+
+def kill_facts(loops: Mapping[str, KillLoop]) -> dict[str, Any]:
+    """What the kill loops did in this run: kills per kind (``kills_done``, to compare with
+    ``kills_per_kind``) and every failed kill-and-restart (``kill_loop_errors``)."""
+    return {"kills_done": {k: len(t.restart_s) for k, t in loops.items()},
+            "kill_loop_errors": [f"{k}: {e}" for k, t in loops.items() for e in t.errors]}
+
+
+def verdict_problems(oracle_ok: bool, result: Mapping[str, Any], facts: Mapping[str, Any],
+                     kills_per_kind: int) -> list[str]:
+    """Why the run fails (empty: it passes): the oracle's verdict, the hostile checks, workers that died
+    unless killed, the faults' own checks, and the kills themselves. A run that killed a kind fewer
+    times than asked (its kill loop gave up after repeated restart failures) proved less than it
+    claims, and a restart that failed at all (``kill_loop_errors``, retried or not) is a worker that
+    could not come back: both fail the run."""
+    problems = []
+    if not oracle_ok:
+        problems.append("the oracle found damage (see explain)")
+    if result["hostile_failed"]:
+        problems.append(f"{len(result['hostile_failed'])} hostile check(s) failed")
+    if result["worker_crashes"]:
+        problems.append(f"{result['worker_crashes']} worker crash(es)")
+    if facts.get("milvus_outage", {}).get("committed_while_down"):
+        problems.append("the index group committed offsets while Milvus was down")
+    problems += [f"{name}: {f['problem']}" for name, f in facts.items() if isinstance(f, dict) and f.get("problem")]
+    if result["kill_loop_errors"]:
+        problems.append(f"{len(result['kill_loop_errors'])} kill-and-restart attempt(s) failed")
+    short = {k: n for k, n in result["kills_done"].items() if n < kills_per_kind}
+    if short or set(result["kills_done"]) != set(KINDS):
+        problems.append(f"fewer kills than asked ({kills_per_kind} per kind): {dict(result['kills_done'])}")
+    return problems
 
 
 def _fault_plan(cfg: ChaosConfig, total: int) -> list[tuple[int, str]]:

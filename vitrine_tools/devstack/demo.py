@@ -3,8 +3,15 @@
 Publishes every sample product (plus two poison events, to show the dead-letter path), waits until
 each event is indexed or dead-lettered, runs photo and text queries over Kafka and HTTP, prints the
 results and the figures, and ends with one JSON line:
-``{"published", "indexed", "dlq", "queries", "events_per_s", "freshness_p50_s", "freshness_p99_s"}``.
-Freshness here is event time -> row written (``indexed_at`` in Milvus), per product.
+``{"published", "indexed", "dlq", "queries", "queries_ok", "queries_failed", "events_per_s",
+"freshness_p50_s", "freshness_p99_s"}``. Freshness here is event time -> row written (``indexed_at``
+in Milvus), per product.
+
+Each reply is judged (``judge_reply``): a query counts in ``queries_ok`` only when its reply is ok, of
+its kind, not empty, and answers it (a text query's top hit is in the category it names, a photo's
+top hit is the product photographed, a ``similar`` reply leaves the product out and keeps to its
+filters); the bad query must get its error reply. ``queries_failed`` lists the others with why; the
+demo exits 1 when any query failed or an event was neither indexed nor dead-lettered.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from typing import Any
 import numpy as np
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
+#: The text queries over Kafka, each with the sample category its top hit must be in.
+TEXT_QUERIES = {"black shoes": "shoes", "a summer dress": "dress", "warm winter jacket": "outerwear",
+                "baseball cap": "hat"}
 
 
 def load_sample(limit: int = 0) -> list[dict[str, str]]:
@@ -54,20 +64,60 @@ def http_search(base: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return err.code, json.loads(err.read())
 
 
+def sample_prices(rows: list[dict[str, str]]) -> dict[str, float]:
+    """The price each sample product is published at (seeded: the same every run)."""
+    rng = np.random.default_rng(7)
+    return {r["product_id"]: float(rng.integers(10, 120)) for r in rows}
+
+
 def publish_sample(bootstrap: str, topic: str, rows: list[dict[str, str]]) -> int:
     from streams.publisher import CatalogPublisher
 
     pub = CatalogPublisher(bootstrap, topic).start()
-    rng = np.random.default_rng(7)
+    prices = sample_prices(rows)
     for r in rows:
         pub.upsert(r["product_id"], 1, title=r["title"], description=f"{r['label']}, photographed at home",
-                   brand="sample", price=float(rng.integers(10, 120)), images=[f"file://{SAMPLE_DIR / r['image']}"],
+                   brand="sample", price=prices[r["product_id"]], images=[f"file://{SAMPLE_DIR / r['image']}"],
                    attributes={"category": r["category"]})
     pub.send_raw("poison-json", b'{"schema_version": 1, "type": "upsert", "product_id": ')  # malformed JSON
     pub.upsert("poison-image", 1, title="missing photo", price=1.0, images=[f"file://{SAMPLE_DIR}/no-such.jpg"])
     pub.flush()
     pub.close()
     return len(rows) + 2
+
+
+def judge_reply(status: int, reply: dict[str, Any], kind: str, *, top_category: str | None = None,
+                top_product: str | None = None, excluded: str | None = None, filters: dict[str, Any] | None = None,
+                error_code: str | None = None) -> str | None:
+    """Why ``reply`` (HTTP ``status``; 200 for a Kafka reply) does not answer its ``kind`` query; None
+    when it does. With ``error_code``, the query is a bad one: the right answer is that error reply."""
+    if error_code is not None:
+        got = (reply.get("error") or {}).get("code")
+        if status != 400 or reply.get("ok") is not False or got != error_code:
+            return f"expected the error reply {error_code!r} (400), got {status} ok={reply.get('ok')} error={got!r}"
+        return None
+    if status != 200 or not reply.get("ok"):
+        return f"error reply ({status}): {reply.get('error')}"
+    if reply.get("kind") != kind:
+        return f"a reply of kind {reply.get('kind')!r} to a {kind!r} query"
+    hits = reply.get("results") or []
+    if not hits:
+        return "no results"
+    top = hits[0]
+    if top_category is not None and top.get("category") != top_category:
+        return f"top hit {top.get('product_id')} is {top.get('category')!r}, not {top_category!r}"
+    if top_product is not None and top.get("product_id") != top_product:
+        return f"top hit is {top.get('product_id')}, not the product photographed ({top_product})"
+    if excluded is not None and any(h.get("product_id") == excluded for h in hits):
+        return f"{excluded} is among the products similar to itself"
+    for name, value in (filters or {}).items():
+        if name == "price_max":
+            wrong = [h["product_id"] for h in hits if not h.get("price", float("inf")) <= value]
+        else:
+            wrong = [h["product_id"] for h in hits if h.get(name) != value]
+        if wrong:
+            return f"hits outside the filter {name}={value!r}: {wrong}"
+    return None
 
 
 def _show(title: str, reply: dict[str, Any]) -> None:
@@ -114,28 +164,42 @@ def run_demo(data_dir: Path, *, limit: int = 0, json_path: str | None = None, en
         print(f"indexed {indexed}, dead-lettered {dlq}, of {published} published")
 
         client = QueryClient(stack.kafka_bootstrap, topics.requests, topics.responses).start()
-        queries = 0
-        for text in ("black shoes", "a summer dress", "warm winter jacket", "baseball cap"):
-            _show(f"text query over Kafka: {text!r}", client.search({"kind": "text", "text": text, "k": 5}))
-            queries += 1
+        judged: list[tuple[str, str | None]] = []  # (query, why its reply does not answer it; None: it does)
+
+        def record(title: str, why: str | None) -> None:
+            judged.append((title, why))
+            print(f"  -> {'answers the query' if why is None else 'DOES NOT ANSWER THE QUERY: ' + why}")
+
+        for text, category in TEXT_QUERIES.items():
+            title = f"text query over Kafka: {text!r}"
+            reply = client.search({"kind": "text", "text": text, "k": 5})
+            _show(title, reply)
+            record(title, judge_reply(200, reply, "text", top_category=category))
         http = stack.workers["query"].http
         for r in rows[:: max(len(rows) // 3, 1)][:3]:
             b64 = base64.b64encode((SAMPLE_DIR / r["image"]).read_bytes()).decode()
             status, reply = http_search(http, {"request_id": f"photo-{r['product_id']}", "kind": "image",
                                                "image": {"b64": b64}, "k": 5})
-            _show(f"photo query over HTTP ({status}): a {r['category']} photo ({r['product_id']})", reply)
-            queries += 1
-        r = rows[0]
-        _show(f"similar to {r['product_id']} ({r['category']}), in stock, under 100",
-              client.search({"kind": "similar", "product_id": r["product_id"], "k": 5,
-                             "filters": {"in_stock": True, "price_max": 100}}))
+            title = f"photo query over HTTP ({status}): a {r['category']} photo ({r['product_id']})"
+            _show(title, reply)
+            record(title, judge_reply(status, reply, "image", top_product=r["product_id"]))
+        filters = {"in_stock": True, "price_max": 100}
+        # a product that passes the filters itself: only ``similar`` may leave it out of the reply
+        prices = sample_prices(rows)
+        r = next(r for r in rows if prices[r["product_id"]] <= filters["price_max"])
+        title = f"similar to {r['product_id']} ({r['category']}), in stock, under 100"
+        reply = client.search({"kind": "similar", "product_id": r["product_id"], "k": 5, "filters": filters})
+        _show(title, reply)
+        record(title, judge_reply(200, reply, "similar", excluded=r["product_id"], filters=filters))
         status, reply = http_search(http, {"request_id": "bad", "kind": "text", "k": 5})
-        print(f"\na bad query gets an error reply ({status}): {reply['error']}")
-        queries += 2
+        print(f"\na bad query gets an error reply ({status}): {reply.get('error')}")
+        record("a bad query (no text) over HTTP", judge_reply(status, reply, "text", error_code="invalid_request"))
         client.close()
         index.close()
     figures = {
-        "published": published, "indexed": indexed, "dlq": dlq, "queries": queries,
+        "published": published, "indexed": indexed, "dlq": dlq, "queries": len(judged),
+        "queries_ok": sum(why is None for _, why in judged),
+        "queries_failed": [f"{title}: {why}" for title, why in judged if why is not None],
         "events_per_s": round(indexed / span, 2) if span > 0 else 0.0,
         "freshness_p50_s": round(float(np.percentile(fresh, 50)), 3),
         "freshness_p99_s": round(float(np.percentile(fresh, 99)), 3),
@@ -146,4 +210,4 @@ def run_demo(data_dir: Path, *, limit: int = 0, json_path: str | None = None, en
     if json_path:
         Path(json_path).write_text(line + "\n")
     print(line)
-    return 0 if indexed + dlq == published else 1
+    return 0 if indexed + dlq == published and not figures["queries_failed"] else 1

@@ -1,9 +1,10 @@
-"""``vitrine train`` + ``vitrine eval all`` end to end on a tiny subset of the shared data (< 60 s)."""
+"""``vitrine train`` + ``vitrine eval all`` end to end on a tiny subset of the shared data.
+
+How long it takes is a benchmark's business, not this test's: it checks what the commands produce."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,6 @@ from workers.vision.trained import read_manifest
 
 @pytest.mark.slow
 def test_train_then_eval_on_a_tiny_subset(shared_data: Path, tmp_path: Path) -> None:
-    t0 = time.time()
     data = tiny_data(shared_data, tmp_path / "data")
     out, cache = tmp_path / "weights", tmp_path / "cache"
     with pytest.raises(SystemExit) as done:
@@ -39,4 +39,3 @@ def test_train_then_eval_on_a_tiny_subset(shared_data: Path, tmp_path: Path) -> 
     for suite, names in keys.items():
         assert names <= set(result[suite]["vitrine"]) and names <= set(result[suite]["baseline"]), suite
     assert report.with_suffix(".png").stat().st_size > 1000
-    assert time.time() - t0 < 120

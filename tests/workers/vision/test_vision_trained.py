@@ -10,6 +10,7 @@ from vision_testdata import REPO_ROOT, load_rgb
 
 from workers.vision import ModelNotLoadedError
 from workers.vision.factory import production_pipeline
+from workers.vision.pipeline import crop_region
 from workers.vision.taxonomy import GROUPS
 from workers.vision.trained import WEIGHTS_DIR, needs_crop, read_manifest
 from workers.vision.trained_pipeline import TrainedVisionPipeline
@@ -77,15 +78,32 @@ def test_analyse_contract_and_determinism(pipeline: TrainedVisionPipeline, photo
     assert pipeline.analyse([]) == []
 
 
+#: Sample photos on either side of ``needs_crop`` with the shipped weights: the detector's main region
+#: covers about half of the first (whole-image forward) and about 7% of the second (second forward on the crop).
+LARGE_MAIN_REGION = "0a30baec"
+SMALL_MAIN_REGION = "387d935f"
+
+
 def test_models_alone_agree_with_the_pipeline(pipeline: TrainedVisionPipeline, photos: list[np.ndarray]) -> None:
-    regions = pipeline.detector.detect(photos)
-    out = pipeline.analyse(photos)
+    images = photos + [load_rgb(str(next(SAMPLE.glob(f"{stem}*.jpg")))) for stem in (LARGE_MAIN_REGION,
+                                                                                      SMALL_MAIN_REGION)]
+    regions = pipeline.detector.detect(images)
+    out = pipeline.analyse(images)
     assert [r[0].box for r in regions] == [a.regions[0].box for a in out]
-    whole = [i for i, (img, r) in enumerate(zip(photos, regions)) if not needs_crop(r[0], *img.shape[:2])]
-    if whole:  # main region large: the pipeline embeds the whole-image forward
-        vecs = pipeline.embedder.embed([photos[i] for i in whole])
-        np.testing.assert_allclose(vecs, np.stack([out[i].image_vec for i in whole]), atol=1e-4)
-    tags = pipeline.tagger.tag(photos[:1])
+    whole = [i for i, (img, r) in enumerate(zip(images, regions)) if not needs_crop(r[0], *img.shape[:2])]
+    cropped = [i for i in range(len(images)) if i not in whole]
+    # both rules must be exercised, the two chosen photos each on its side
+    assert len(images) - 2 in whole and len(images) - 1 in cropped, (whole, cropped)
+    # main region large: the pipeline's vector is the embedder's on the whole image
+    vecs = pipeline.embedder.embed([images[i] for i in whole])
+    np.testing.assert_allclose(vecs, np.stack([out[i].image_vec for i in whole]), atol=1e-4)
+    # main region small: the embedder's on the main region's crop, which differs from the whole image's
+    crops = [crop_region(images[i], regions[i][0].box) for i in cropped]
+    vecs = pipeline.embedder.embed(crops)
+    np.testing.assert_allclose(vecs, np.stack([out[i].image_vec for i in cropped]), atol=1e-4)
+    full = pipeline.embedder.embed([images[i] for i in cropped])
+    assert not np.allclose(full, vecs, atol=1e-2)
+    tags = pipeline.tagger.tag(images[:1])
     assert set(tags[0]) == set(GROUPS)
     assert pipeline.embedder.embed([]).shape == (0, 256)
 
