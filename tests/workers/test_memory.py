@@ -47,7 +47,9 @@ def test_freeze_startup_heap_moves_live_objects_out_of_collections() -> None:
 
     try:
         frozen = freeze_startup_heap()
-        assert frozen == gc.get_freeze_count() > 10_000  # the interpreter, pytest and the imported libraries
+        # the interpreter, pytest and the imported libraries; frozen objects can still be freed by their
+        # reference counts (other tests' threads drop some), so the count may only have fallen since
+        assert frozen > 10_000 and 0.9 * frozen < gc.get_freeze_count() <= frozen
         assert len(gc.get_objects()) < frozen  # a full collection now walks only what came after
     finally:
         gc.unfreeze()

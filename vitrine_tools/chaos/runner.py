@@ -164,14 +164,51 @@ def run_chaos(cfg: ChaosConfig, *, stack: ChaosStack | None = None, progress: An
 
 
 def _run(cfg: ChaosConfig, cs: ChaosStack, t_start: float, progress: Any) -> dict[str, Any]:
+    """Load with faults, drain, hostile inputs, judge: each a named step below."""
     assert cs.kafka is not None and cs.stack is not None
-    topics = cs.settings.topics
-    rng = random.Random(cfg.seed)
     uris, files = _load_images(cs)
     progress(f"stack up in {time.monotonic() - t_start:.0f}s; computing reference vectors")
     refs = reference_vectors(files)
+    pub, queries, loops, facts = _load_with_faults(cfg, cs, uris, t_start, progress)
+    progress(f"[{time.monotonic() - t_start:.0f}s] chaos over: {pub.sent} events published "
+             f"({pub.resends} resends); draining")
+    cs.ensure_ready()
+    facts["drain_s"] = round(cs.wait_drained(cfg.drain_timeout_s), 1)
+
+    hostile_n, hostile_checks, known = 0, [], {}
+    if cfg.hostile:
+        hostile_n, hostile_checks, known = _hostile(cs, uris, progress)
+        cs.ensure_ready()
+        cs.wait_drained(cfg.drain_timeout_s)
+    progress(f"[{time.monotonic() - t_start:.0f}s] drained; judging")
+    verdict, _ = judge_stack(cs, image_reason_for(cs.image_root, {**{u: None for u in uris}, **known}), refs)
+    cs.check_crashes()
+    result = {
+        **_verdict_figures(verdict), "kills": sum(cs.kills.values()), "broker_restarts": cs.broker_restarts,
+        "milvus_outages": cs.milvus_outages, "s3_outages": cs.s3_outages,
+        "hostile_inputs": hostile_n + len(hostile_checks),
+        "hostile_failed": [f"{n}: {d}" for n, ok, d in hostile_checks if not ok],
+        "worker_crashes": sum(cs.crashes.values()), "kills_by_kind": dict(cs.kills),
+        "restart_s_median": {k: round(float(np.median(t.restart_s)), 1) for k, t in loops.items() if t.restart_s},
+        **kill_facts(loops),
+        "queries": queries.statuses if queries else {}, "publisher_resends": pub.resends, **facts,
+        "wall_s": round(time.monotonic() - t_start, 1),
+    }
+    result["verdict_problems"] = verdict_problems(verdict.ok, result, facts, cfg.kills_per_kind)
+    result["verdict_ok"] = not result["verdict_problems"]
+    if not verdict.ok:
+        result["explain"] = verdict.explain()
+    return result
+
+
+def _load_with_faults(cfg: ChaosConfig, cs: ChaosStack, uris: list[str], t_start: float,
+                      progress: Any) -> tuple[Publisher, QueryLoad | None, dict[str, KillLoop], dict[str, Any]]:
+    """Publish at ``cfg.rate`` with queries while the kill loops run, injecting the planned broker,
+    Milvus and object-store faults as the kills pass their marks; return once every loop is done and
+    at least ``cfg.min_events`` were published (the load is stopped then)."""
+    rng = random.Random(cfg.seed)
     load = CatalogueLoad(uris, cs.image_root, prefix=f"{cfg.prefix}p", products=cfg.products, seed=cfg.seed)
-    pub = Publisher(cs.kafka.address, topics.events, load, cfg.rate)
+    pub = Publisher(cs.kafka.address, cs.settings.topics.events, load, cfg.rate)  # type: ignore[union-attr]
     queries = QueryLoad(cs, cfg.query_rate, [p.pid for p in load.pool]) if cfg.query_rate > 0 else None
     stop = threading.Event()
     loops = {k: KillLoop(cs, k, cfg.kills_per_kind, cfg.kill_delay_s, rng.random(), stop) for k in KINDS}
@@ -192,13 +229,7 @@ def _run(cfg: ChaosConfig, cs: ChaosStack, t_start: float, progress: Any) -> dic
             if plan and (done >= plan[0][0] or not any(t.is_alive() for t in loops.values())):
                 _, fault = plan.pop(0)
                 progress(f"[{time.monotonic() - t_start:.0f}s] kills {done}/{total}: {fault}")
-                if fault == "broker":
-                    cs.restart_broker(kill=cs.broker_restarts % 2 == 1)
-                elif fault == "milvus":
-                    facts["milvus_outage"] = _milvus_outage(cs, cfg.milvus_outage_s, [loops["index"], loops["query"]],
-                                                            kill=cfg.milvus_kill)
-                elif fault == "s3":
-                    facts["s3_outage"] = _s3_outage(cs, cfg.s3_outage_s)
+                _inject(fault, cfg, cs, loops, facts)
             stop.wait(0.5)
         while pub.sent < cfg.min_events:
             stop.wait(0.5)
@@ -210,41 +241,32 @@ def _run(cfg: ChaosConfig, cs: ChaosStack, t_start: float, progress: Any) -> dic
         if queries:
             queries.stop_event.set()
             queries.join(60)
-    progress(f"[{time.monotonic() - t_start:.0f}s] chaos over: {pub.sent} events published "
-             f"({pub.resends} resends); draining")
-    cs.ensure_ready()
-    facts["drain_s"] = round(cs.wait_drained(cfg.drain_timeout_s), 1)
+    return pub, queries, loops, facts
 
-    hostile_n, hostile_checks, known = 0, [], {}
-    if cfg.hostile:
-        hostile_n, hostile_checks, known = _hostile(cs, uris, progress)
-        cs.ensure_ready()
-        cs.wait_drained(cfg.drain_timeout_s)
-    progress(f"[{time.monotonic() - t_start:.0f}s] drained; judging")
-    verdict, _ = judge_stack(cs, image_reason_for(cs.image_root, {**{u: None for u in uris}, **known}), refs)
-    cs.check_crashes()
-    result = {
-        "kills": sum(cs.kills.values()), "broker_restarts": cs.broker_restarts, "milvus_outages": cs.milvus_outages,
-        "s3_outages": cs.s3_outages, "events": verdict.events, "lost": len(verdict.lost),
-        "stale": len(verdict.stale), "resurrected": len(verdict.resurrected), "duplicates": len(verdict.duplicates),
+
+def _inject(fault: str, cfg: ChaosConfig, cs: ChaosStack, loops: Mapping[str, KillLoop],
+            facts: dict[str, Any]) -> None:
+    """One planned fault: a broker restart (killed every other time), a Milvus outage, an S3 outage."""
+    if fault == "broker":
+        cs.restart_broker(kill=cs.broker_restarts % 2 == 1)
+    elif fault == "milvus":
+        facts["milvus_outage"] = _milvus_outage(cs, cfg.milvus_outage_s, [loops["index"], loops["query"]],
+                                                kill=cfg.milvus_kill)
+    elif fault == "s3":
+        facts["s3_outage"] = _s3_outage(cs, cfg.s3_outage_s)
+
+
+def _verdict_figures(verdict: oracle.Verdict) -> dict[str, Any]:
+    """The oracle's verdict as the counts the JSON result reports."""
+    return {
+        "events": verdict.events, "lost": len(verdict.lost), "stale": len(verdict.stale),
+        "resurrected": len(verdict.resurrected), "duplicates": len(verdict.duplicates),
         "wrong_vectors": len(verdict.wrong_vectors), "phantom": len(verdict.phantom),
         "unaccounted": len(verdict.unaccounted), "unexpected_dlq": len(verdict.unexpected_dlq),
         "dlq_by_reason": verdict.dlq_by_reason, "outcomes": verdict.outcomes,
         "dlq_or_superseded": verdict.dlq_or_superseded, "superseded_or_dlq": verdict.superseded_or_dlq,
         "vectors_checked": verdict.vectors_checked,
-        "hostile_inputs": hostile_n + len(hostile_checks),
-        "hostile_failed": [f"{n}: {d}" for n, ok, d in hostile_checks if not ok],
-        "worker_crashes": sum(cs.crashes.values()), "kills_by_kind": dict(cs.kills),
-        "restart_s_median": {k: round(float(np.median(t.restart_s)), 1) for k, t in loops.items() if t.restart_s},
-        **kill_facts(loops),
-        "queries": queries.statuses if queries else {}, "publisher_resends": pub.resends, **facts,
-        "wall_s": round(time.monotonic() - t_start, 1),
     }
-    result["verdict_problems"] = verdict_problems(verdict.ok, result, facts, cfg.kills_per_kind)
-    result["verdict_ok"] = not result["verdict_problems"]
-    if not verdict.ok:
-        result["explain"] = verdict.explain()
-    return result
 
 
 def kill_facts(loops: Mapping[str, KillLoop]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from workers.runtime.app import worker_app
 from workers.runtime.reading import batch_source, exit_tempfail, read_topic
 from workers.runtime.wiring import fetch_policy, s3_client
 from workers.settings import Settings
+from workers.vision.pipeline import VisionPipeline
 
 __all__ = ["IngestOutput", "build_ingest_app"]
 
@@ -63,7 +64,7 @@ class IngestOutput:
             work.ack()  # ... so the events they cover may be committed
 
 
-def build_ingest_app(settings: Settings, vision: Any) -> Any:
+def build_ingest_app(settings: Settings, vision: VisionPipeline) -> Any:
     app = worker_app(settings, "ingest")
     topics = settings.topics
     app.topic(topics.dlq, partitions=1)
