@@ -31,7 +31,7 @@ import numpy as np
 from indexer.exceptions import IndexUnavailable, ModelMismatch
 from indexer.filters import build_filter, quote
 from indexer.guard import PATCH_UNKNOWN, Held, Outcome, plan_writes
-from indexer.schema import SCALAR_OUTPUT, IndexLayout
+from indexer.schema import SCALAR_OUTPUT, IndexLayout, compose_search_text
 from streams.codecs import IndexRecord
 from streams.schema import Filters
 
@@ -48,6 +48,23 @@ def connect(uri: str, *, token: str = "", timeout: float = 10.0) -> Any:
     from pymilvus import MilvusClient
 
     return MilvusClient(uri=uri, token=token, timeout=timeout, grpc_options=GRPC_OPTIONS)
+
+
+@dataclass(frozen=True)
+class TextFusion:
+    """How the hybrid text search fuses BM25 and the dense text vector.
+
+    ``rrf`` (default): reciprocal rank fusion, score = sum 1 / (rrf_k + rank): needs no calibration
+    between BM25's unbounded scores and cosine similarities. ``weighted``: Milvus's WeightedRanker
+    over the two normalised scores. ``bm25_weight=0`` turns the lexical signal off (dense only).
+    ``pool``: candidates each signal contributes before fusion.
+    """
+
+    method: str = "rrf"
+    rrf_k: int = 60
+    bm25_weight: float = 1.0
+    dense_weight: float = 1.0
+    pool: int = 100
 
 
 @dataclass(frozen=True)
@@ -146,6 +163,8 @@ class ProductIndex:
                 held = {**held, **found}
                 plan = plan_writes(records, held, self.layout.full_row, self.layout.scalar_update,
                                    self.layout.refusal)
+        if self.layout.lexical:
+            self._rebuild_search_text(plan.full_rows, plan.partial_rows)
         if plan.full_rows:
             self._call("upsert", self.collection, list(plan.full_rows.values()))
         by_keys: dict[frozenset[str], list[dict[str, Any]]] = {}
@@ -154,6 +173,24 @@ class ProductIndex:
         for rows in by_keys.values():
             self._call("upsert", self.collection, rows, partial_update=True)
         return plan.outcomes
+
+    def _rebuild_search_text(self, full_rows: dict[str, dict[str, Any]], partial_rows: dict[str, dict[str, Any]]) -> None:
+        """``search_text`` from each written row's final title, brand and attribute words: a patch folded
+        into a full row changed its title; a partial row that changes the title or brand takes the rest
+        from what Milvus holds (one read for the batch)."""
+        for row in full_rows.values():
+            row["search_text"] = compose_search_text(row["title"], row["brand"], row["attr_text"])
+        changed = [pid for pid, row in partial_rows.items() if "title" in row or "brand" in row]
+        if not changed:
+            return
+        expr = f"product_id in [{', '.join(quote(p) for p in changed)}]"
+        held = {r["product_id"]: r for r in self._call("query", self.collection, filter=expr,
+                                                        output_fields=["title", "brand", "attr_text"])}
+        for pid in changed:
+            row, was = partial_rows[pid], held.get(pid, {})
+            row["search_text"] = compose_search_text(str(row.get("title", was.get("title", ""))),
+                                                     str(row.get("brand", was.get("brand", ""))),
+                                                     str(was.get("attr_text", "")))
 
     def flush(self) -> None:
         """Seal fresh segments so they are searched through the index rather than by brute force."""
@@ -182,7 +219,35 @@ class ProductIndex:
             "search", self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()], anns_field=field,
             filter=expr, limit=k, output_fields=list(SCALAR_OUTPUT), search_params=self.layout.search_params(),
         )
-        return [SearchHit(str(h.get("id", h.get("product_id"))), float(h["distance"]), dict(h["entity"])) for h in res[0]]
+        return _hits(res)
+
+    def search_lexical(self, text: str, filters: Filters, k: int, *,
+                       exclude_ids: tuple[str, ...] = ()) -> list[SearchHit]:
+        """BM25 over ``search_text`` (Milvus's BM25 function): the lexical signal alone."""
+        if not self.layout.lexical:
+            raise IndexUnavailable(f"collection {self.collection} has no lexical field (Milvus without BM25)")
+        res = self._call("search", self.collection, data=[text], anns_field="text_sparse",
+                         filter=build_filter(filters, exclude_ids=exclude_ids), limit=k,
+                         output_fields=list(SCALAR_OUTPUT), search_params={"metric_type": "BM25"})
+        return _lexical_hits(res)
+
+    def search_text(self, text: str, vector: np.ndarray, filters: Filters, k: int, *, fusion: TextFusion,
+                    exclude_ids: tuple[str, ...] = ()) -> list[SearchHit]:
+        """Hybrid text search: BM25 over ``search_text`` and the dense ``text_vec`` fused by Milvus
+        (``fusion``: RRF or weighted); dense alone where the collection has no lexical field."""
+        expr = build_filter(filters, exclude_ids=exclude_ids)
+        if not self.layout.lexical or fusion.bm25_weight <= 0:
+            return self.search(vector, "text_vec", filters, k, exclude_ids=exclude_ids)
+        from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
+
+        pool = max(k, fusion.pool)
+        reqs = [AnnSearchRequest([text], "text_sparse", {"metric_type": "BM25"}, limit=pool, expr=expr),
+                AnnSearchRequest([np.asarray(vector, dtype=np.float32).tolist()], "text_vec", self.layout.search_params(),
+                                 limit=pool, expr=expr)]
+        ranker = RRFRanker(fusion.rrf_k) if fusion.method == "rrf" else \
+            WeightedRanker(fusion.bm25_weight, fusion.dense_weight)
+        res = self._call("hybrid_search", self.collection, reqs, ranker, limit=k, output_fields=list(SCALAR_OUTPUT))
+        return _hits(res)
 
     def search_multi(
         self, vectors: dict[str, np.ndarray], weights: dict[str, float], filters: Filters, k: int,
@@ -199,9 +264,18 @@ class ProductIndex:
         ]
         res = self._call("hybrid_search", self.collection, reqs, WeightedRanker(*[weights[n] for n in names]),
                          limit=k, output_fields=list(SCALAR_OUTPUT))
-        return [SearchHit(str(h.get("id", h.get("product_id"))), float(h["distance"]), dict(h["entity"])) for h in res[0]]
+        return _hits(res)
 
     def count(self, *, include_deleted: bool = False) -> int:
         expr = "" if include_deleted else "deleted == false"
         res = self._call("query", self.collection, filter=expr, output_fields=["count(*)"])
         return int(res[0]["count(*)"])
+
+
+def _hits(res: Any) -> list[SearchHit]:
+    return [SearchHit(str(h.get("id", h.get("product_id"))), float(h["distance"]), dict(h["entity"])) for h in res[0]]
+
+
+def _lexical_hits(res: Any) -> list[SearchHit]:
+    """BM25 hits with score = the BM25 score (Milvus Lite reports it negated, Milvus as is)."""
+    return [SearchHit(h.product_id, abs(h.score), h.fields) for h in _hits(res)]

@@ -101,6 +101,16 @@ class Settings(BaseSettings):
     milvus_token: SecretStr = Field(SecretStr(""), description="Milvus token, user:password (never printed)")
     collection_alias: str = Field("vitrine_products", description="alias that queries read")
     index_type: IndexType = Field(IndexType.HNSW, description="HNSW, IVF_FLAT or FLAT")
+    lexical_search: bool = Field(
+        True, description="BM25 over title, brand and attributes (Milvus 2.5+ / Milvus Lite 3.x); false for "
+        "a Milvus without the BM25 function (text search is then dense only)")
+
+    # Text search (workers.query.text): how BM25 and the dense text vector are fused
+    text_fusion: Literal["rrf", "weighted"] = Field(
+        "rrf", description="rrf: reciprocal rank fusion (no score calibration needed); weighted: Milvus WeightedRanker")
+    text_rrf_k: int = Field(60, ge=1, description="RRF constant: score = sum of 1 / (k + rank)")
+    text_bm25_weight: float = Field(1.0, ge=0, description="weight of BM25 in weighted fusion; 0 = dense only")
+    text_dense_weight: float = Field(1.0, ge=0, description="weight of the dense text vector in weighted fusion")
 
     # Object store (MinIO / S3)
     s3_endpoint: str = Field("127.0.0.1:9000", description="host:port of the S3/MinIO endpoint")

@@ -284,3 +284,66 @@ def test_bad_queries_get_error_replies_over_kafka_and_http(h: Harness) -> None:
     lookups = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("vitrine_text_cache_lookups_total{")}
     assert lookups["hit"] >= 1 and lookups["miss"] >= 1, lookups
+
+
+def _shoes(n: int = 2) -> list[int]:
+    return [i for i, r in enumerate(SAMPLE) if r["category"] == "shoes"][:n]
+
+
+def test_text_search_filters_by_what_it_names_and_a_misparse_never_empties_it(h: Harness) -> None:
+    brand = f"b{uuid.uuid4().hex[:8]}"  # the request's own filter keeps other tests' products out
+    black, white, dress = (f"{p}-{uuid.uuid4().hex[:8]}" for p in ("black", "white", "dress"))
+    first, second = _shoes()
+    h.upsert(black, 1, first, title="Leather running shoes", brand=brand,
+             attributes={"category": "shoes", "article_type": "Sports Shoes", "colour": "Black", "gender": "Men"})
+    h.upsert(white, 1, second, title="Leather running shoes", brand=brand,
+             attributes={"category": "shoes", "article_type": "Sports Shoes", "colour": "White", "gender": "Men"})
+    dress_i = next(i for i, r in enumerate(SAMPLE) if r["category"] == "dress")
+    h.upsert(dress, 1, dress_i, title="Black party dress", brand=brand,
+             attributes={"category": "dress", "article_type": "Dresses", "colour": "Black", "gender": "Women"})
+    h.pub.flush()
+    for pid in (black, white, dress):
+        h.wait_version(pid, 1)
+
+    reply = h.client.search({"kind": "text", "text": "mens black running shoes", "k": 1, "filters": {"brand": brand}})
+    assert reply["ok"], reply
+    assert [r["product_id"] for r in reply["results"]] == [black]  # colour, type and gender filter
+    understood = reply["understood"]
+    assert understood["filters"]["colour"] == "black" and understood["filters"]["article_type"] == "sports shoes"
+    assert reply["parsed"]["gender"] == "men" and understood["relaxed"] == []
+
+    # a page larger than the exact matches: filled by relaxing, the exact match still first
+    reply = h.client.search({"kind": "text", "text": "mens black running shoes", "k": 3, "filters": {"brand": brand}})
+    assert reply["ok"] and len(reply["results"]) == 3 and reply["results"][0]["product_id"] == black, reply
+    assert reply["understood"]["relaxed"] and reply["results"][0]["score"] > reply["results"][1]["score"]
+
+    # a colour none of them has: relaxed, not an empty page; the reply says so
+    reply = h.client.search({"kind": "text", "text": "purple running shoes", "k": 2, "filters": {"brand": brand}})
+    assert reply["ok"] and len(reply["results"]) == 2, reply
+    assert "colour" in reply["understood"]["relaxed"]
+    assert {r["product_id"] for r in reply["results"]} == {black, white}  # the type filter still holds
+
+
+def test_photo_plus_modifier_changes_what_it_names_and_keeps_the_look(h: Harness) -> None:
+    brand = f"m{uuid.uuid4().hex[:8]}"
+    black, red = (f"{p}-{uuid.uuid4().hex[:8]}" for p in ("black", "red"))
+    first, second = _shoes()
+    h.upsert(black, 1, first, title="Running shoes", brand=brand,
+             attributes={"category": "shoes", "article_type": "Sports Shoes", "colour": "Black"})
+    h.upsert(red, 1, second, title="Running shoes", brand=brand,
+             attributes={"category": "shoes", "article_type": "Sports Shoes", "colour": "Red"})
+    h.pub.flush()
+    for pid in (black, red):
+        h.wait_version(pid, 1)
+    photo = base64.b64encode(Path(h.image(first)[7:]).read_bytes()).decode()
+    status, reply = h.http({"request_id": "m1", "kind": "image_text", "image": {"b64": photo}, "text": "but in red", "k": 1,
+                            "filters": {"brand": brand}})
+    assert status == 200, reply
+    assert [r["product_id"] for r in reply["results"]] == [red]  # the photo is of the black pair
+    assert reply["understood"]["changes"] == {"colour": "red"} and reply["parsed"]["colour"] == "red"
+
+    status, reply = h.http({"request_id": "m2", "kind": "image_text", "image": {"b64": photo}, "text": "in purple", "k": 2,
+                            "filters": {"brand": brand}})
+    assert status == 200 and len(reply["results"]) == 2, reply  # no purple pair: relaxed, never empty
+    assert "colour" in reply["understood"]["relaxed"]
+    assert reply["results"][0]["product_id"] == black  # without the colour, the look of the photo leads

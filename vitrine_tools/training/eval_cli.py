@@ -6,6 +6,11 @@
     vitrine eval tags     --gallery G.csv                     top-1 per attribute group
     vitrine eval fusion   --gallery G.csv --queries Q.csv     category accuracy, model vs fused
     vitrine eval all                                          every suite on the shared data
+    vitrine eval text --queries text_sample.csv [--gallery G.csv]   MRR, MAP@50, NDCG@10, P@50, R@50:
+                                                              hybrid text search vs BM25 vs dense
+    vitrine eval modifier --queries modifier_sample.csv [--data-root DIR] [--gallery G.csv]
+                                                              P@10, NDCG@10: photo + modifier vs
+                                                              image only vs text only
 
 Defaults come from ``--data`` (catalog/catalog.csv, realshot/realshot.csv, street/photos.csv,
 street/boxes.csv). Queries and gallery probes are the held-out rows of the training split
@@ -26,6 +31,7 @@ from workers.settings import MODEL_DTYPES
 from workers.vision.trained import WEIGHTS_DIR
 
 SUITES = ("realshot", "street", "views", "tags", "fusion")
+SEARCH_SUITES = ("text", "modifier")  # through the real query path (vitrine_tools.search_eval)
 
 
 def run_suite(ev: Any, suite: str, a: argparse.Namespace) -> dict[str, Any]:
@@ -70,6 +76,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def cmd_eval(a: argparse.Namespace) -> int:
     from vitrine_tools.training.evaluate import Evaluator
 
+    if a.suite in SEARCH_SUITES:
+        from vitrine_tools.search_eval.run import cmd_search_eval
+
+        return cmd_search_eval(a)
     t0 = time.time()
     ev = Evaluator(Path(a.data), Path(a.cache), Path(a.weights), device=pick_device(a.device), seed=a.seed,
                    split=a.split, dtype=a.dtype)
@@ -91,10 +101,14 @@ def cmd_eval(a: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("eval", help="evaluate the vision heads against the untrained baseline",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("suite", choices=[*SUITES, "all"])
+    p.add_argument("suite", choices=[*SUITES, "all", *SEARCH_SUITES])
     p.add_argument("--data", default=str(default_data()))
     p.add_argument("--gallery", default=None, help="catalog.csv-format gallery")
-    p.add_argument("--queries", default=None, help="realshot.csv-format queries")
+    p.add_argument("--queries", default=None,
+                   help="realshot.csv-format queries (text: text_sample.csv's, modifier: modifier_sample.csv's)")
+    p.add_argument("--data-root", default=None, help="modifier: the folder the queries' image paths are under")
+    p.add_argument("--milvus-uri", default=None, help="text, modifier: a Milvus to use (default: a Milvus Lite server)")
+    p.add_argument("--gallery-limit", type=int, default=None, help="text, modifier: index only the first N items")
     p.add_argument("--photos", default=None, help="street photos.csv")
     p.add_argument("--boxes", default=None, help="street boxes.csv")
     p.add_argument("--split", choices=["heldout", "all"], default="heldout")

@@ -50,6 +50,7 @@ from workers.fetch import ImageFetcher
 from workers.runtime.batching import Batcher
 from workers.runtime.stages import supervise
 from workers.vision.exceptions import ImageDecodeError
+from workers.vision.pipeline import VisionPipeline
 
 log = logging.getLogger("vitrine.ingest")
 
@@ -72,6 +73,13 @@ def hot_attributes(merchant: dict[str, str], tags: dict[str, Any]) -> tuple[dict
     model = {k: {"value": normalise_value(t.value), "confidence": round(float(t.confidence), 4)} for k, t in tags.items()}
     hot = {name: merchant_n.get(name) or model.get(name, {}).get("value", "") for name in HOT_ATTRIBUTES}
     return hot, {"merchant": merchant_n, "model": model}
+
+
+def product_text(ev: UpsertEvent) -> str:
+    """What the dense text vector embeds for a product: title, description and the merchant's
+    attribute values (the colour, type and gender words a shopper types)."""
+    attrs = " ".join(str(v) for _, v in sorted(ev.attributes.items()))
+    return ". ".join(p for p in (ev.title, ev.description.strip(), attrs) if p)
 
 
 def upsert_record(ev: UpsertEvent, analysis: Any, text_vec: np.ndarray, model_version: str,
@@ -122,7 +130,7 @@ class IngestPipeline:
 
     def __init__(
         self,
-        vision: Any,
+        vision: VisionPipeline,
         fetcher: ImageFetcher,
         emit: Callable[[Sequence[tuple[Work, IndexRecord | None]]], Awaitable[None]],
         *,
@@ -245,7 +253,7 @@ class IngestPipeline:
 
     def _infer(self, works: list[Work]) -> tuple[list[Any], np.ndarray]:
         images = [w.image for w in works]
-        texts = [f"{w.event.title}. {w.event.description}".strip() for w in works]  # type: ignore[union-attr]
+        texts = [product_text(w.event) for w in works]  # type: ignore[arg-type]
         with self._in_model_lock:
             self._in_model += 1
             sharing = self._in_model

@@ -15,15 +15,16 @@ from streams.codecs import decode_key, dumps
 from workers.fetch import ImageFetcher
 from workers.query.service import QueryService
 from workers.runtime.app import worker_app
-from workers.runtime.wiring import fetch_policy, open_index, product_index, s3_client
+from workers.runtime.wiring import fetch_policy, open_index, product_index, s3_client, text_fusion
 from workers.settings import Settings
+from workers.vision.pipeline import VisionPipeline
 
 __all__ = ["build_query_app"]
 
 UNAUTHORIZED = {"ok": False, "error": {"code": "unauthorized", "message": "bearer token required", "field": None}}
 
 
-def build_query_app(settings: Settings, vision: Any, layout: IndexLayout) -> Any:
+def build_query_app(settings: Settings, vision: VisionPipeline, layout: IndexLayout) -> Any:
     import faust
 
     app = worker_app(settings, "query", consume=True)
@@ -34,7 +35,7 @@ def build_query_app(settings: Settings, vision: Any, layout: IndexLayout) -> Any
     # a query must not wait out an object-store outage: its transient errors are retried briefly only
     fetcher = ImageFetcher(dataclasses.replace(fetch_policy(settings), retry_budget_s=0.0), s3_client(settings))
     service = QueryService(vision, index, fetcher, max_pixels=settings.fetch_max_pixels,
-                           max_image_bytes=settings.fetch_max_bytes)
+                           max_image_bytes=settings.fetch_max_bytes, text_fusion=text_fusion(settings))
     token = settings.http_token.get_secret_value() if settings.http_token else None
 
     @app.task

@@ -30,16 +30,19 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from indexer.exceptions import IndexUnavailable, ModelMismatch
-from indexer.store import ProductIndex, SearchHit
+from indexer.store import ProductIndex, SearchHit, TextFusion
 from streams.exceptions import InvalidQuery
-from streams.schema import SearchRequest, parse_search_request
+from streams.schema import Filters, SearchRequest, parse_search_request
 from workers import metrics as m
 from workers.exceptions import DeadLetter, FetchError
 from workers.fetch import ImageFetcher
 from workers.query.fusion import SEARCH_POOL, attribute_boost, category_rerank, prediction_json
 from workers.query.parse import parse_query
+from workers.query.modifier import COLOUR_WEIGHT, NEAR_DUPLICATE, modifier_plan
+from workers.query.text import text_plan
 from workers.vision.exceptions import ImageDecodeError
 from workers.vision.fusion import FusionConfig
+from workers.vision.pipeline import VisionPipeline
 
 log = logging.getLogger("vitrine.query")
 
@@ -80,7 +83,6 @@ ERRORS: list[ErrorRule] = [
     ErrorRule(ModelMismatch, "model_mismatch", 503),
     ErrorRule(IndexUnavailable, "unavailable", 503),
 ]
-IMAGE_TEXT_WEIGHTS = {"image_vec": 0.6, "text_vec": 0.4}
 
 
 def error_rule(exc: BaseException) -> ErrorRule | None:
@@ -109,8 +111,9 @@ def hit_json(hit: SearchHit) -> dict[str, Any]:
 
 
 class QueryService:
-    def __init__(self, vision: Any, index: ProductIndex, fetcher: ImageFetcher, *, max_pixels: int,
-                 max_image_bytes: int) -> None:
+    def __init__(self, vision: VisionPipeline, index: ProductIndex, fetcher: ImageFetcher, *, max_pixels: int,
+                 max_image_bytes: int, text_fusion: TextFusion | None = None) -> None:
+        self.text_fusion = text_fusion or TextFusion()
         self.vision = vision
         self.index = index
         self.fetcher = fetcher
@@ -152,11 +155,7 @@ class QueryService:
             hits = await asyncio.to_thread(self.index.search, vec, "image_vec", req.filters, req.k,
                                            exclude_ids=(req.product_id,))
         elif req.kind == "text":
-            vec = await self._in_model(lambda: self.vision.embed_text([req.text])[0])
-            parsed = parse_query(req.text or "")
-            hits = await asyncio.to_thread(self.index.search, vec, "text_vec", req.filters, max(req.k, SEARCH_POOL))
-            hits = attribute_boost(hits, parsed.boosts())[: req.k]
-            extra["parsed"] = parsed.attributes
+            hits, extra = await self.text_search(req.text or "", req.filters, req.k)
         else:
             image = await self._query_image(req)
             analysis = await self._in_model(lambda: self.vision.analyse([image])[0])
@@ -164,19 +163,79 @@ class QueryService:
                 extra["regions"] = [{"box": list(r.box), "category": r.category, "score": round(r.score, 4)}
                                     for r in analysis.regions]
             pool = max(req.k, SEARCH_POOL) if analysis.category_probs is not None else req.k
-            if req.kind == "image":
-                hits = await asyncio.to_thread(self.index.search, analysis.image_vec, "image_vec", req.filters, pool)
-            else:
-                tvec = await self._in_model(lambda: self.vision.embed_text([req.text])[0])
-                hits = await asyncio.to_thread(
-                    self.index.search_multi, {"image_vec": analysis.image_vec, "text_vec": tvec},
-                    IMAGE_TEXT_WEIGHTS, req.filters, pool)
+            if req.kind == "image_text":
+                hits, more = await self.modified_search(analysis, req.text or "", req.filters, req.k)
+                return {"results": [hit_json(h) for h in hits], "model_version": self.vision.model_version,
+                        **extra, **more}
+            hits = await asyncio.to_thread(self.index.search, analysis.image_vec, "image_vec", req.filters, pool)
             if analysis.category_probs is not None and hits and not req.filters.category:
                 hits, pred = category_rerank(hits, analysis.category_probs, req.k,
                                              getattr(self.vision, "fusion", FusionConfig()))
                 extra["predicted_category"] = prediction_json(pred, self.vision.model_version)
             hits = hits[: req.k]
         return {"results": [hit_json(h) for h in hits], "model_version": self.vision.model_version, **extra}
+
+    async def text_search(self, text: str, filters: Filters, k: int) -> tuple[list[SearchHit], dict[str, Any]]:
+        """Hybrid text search under the parsed filters, relaxed until ``k`` hits (``workers.query.text``)."""
+        vec = await self._in_model(lambda: self.vision.embed_text([text])[0])
+        parsed = parse_query(text)
+        plan = text_plan(parsed.filters(), parsed.boosts(), filters)
+        pool = max(k, SEARCH_POOL)
+        hits: list[SearchHit] = []
+        relaxed: list[str] = []
+        for attempt, relaxed in plan.attempts():
+            hits = await asyncio.to_thread(self.index.search_text, text, vec, attempt, pool, fusion=self.text_fusion)
+            if len(hits) >= k:
+                break
+        applied = {g: v for g, v in plan.parsed_filters.items() if g not in relaxed}
+        boosts = {**plan.boosts, **{g: plan.parsed_filters[g] for g in relaxed}}
+        hits = attribute_boost(hits, boosts)[:k]
+        understood = {"attributes": parsed.attributes, "filters": applied, "relaxed": relaxed, "boosts": boosts,
+                      "fuzzy": sorted(parsed.fuzzy)}
+        return hits, {"parsed": parsed.attributes, "understood": understood}
+
+    async def modified_search(self, analysis: Any, modifier: str, filters: Filters, k: int, *,
+                              exclude_ids: tuple[str, ...] = ()) -> tuple[list[SearchHit], dict[str, Any]]:
+        """The photo's neighbourhood under the modifier's attribute changes (``workers.query.modifier``)."""
+        parsed = parse_query(modifier)
+        pool = max(k, SEARCH_POOL)
+        reference = {g: (t.value, t.confidence) for g, t in analysis.tags.items()}
+        prediction = None
+        near = await asyncio.to_thread(self.index.search, analysis.image_vec, "image_vec", filters, pool)
+        if near and near[0].score >= NEAR_DUPLICATE:  # a catalogue product's own photo: its indexed attributes
+            same = near[0].fields
+            reference.update({g: (str(same.get(g, "")), 1.0) for g in ("article_type", "category", "colour", "gender")
+                              if same.get(g)})
+        elif analysis.category_probs is not None and near:
+            _, prediction = category_rerank(near, analysis.category_probs, k,
+                                            getattr(self.vision, "fusion", FusionConfig()))
+            reference["category"] = (prediction.value, prediction.confidence)
+        plan = modifier_plan(parsed.attributes, reference, filters)
+        hits: list[SearchHit] = []
+        relaxed: list[str] = []
+        for attempt, relaxed in plan.attempts():
+            if plan.keeps_colour:
+                hits = await asyncio.to_thread(
+                    self.index.search_multi, {"image_vec": analysis.image_vec, "colour_vec": analysis.colour_vec},
+                    {"image_vec": 1 - COLOUR_WEIGHT, "colour_vec": COLOUR_WEIGHT}, attempt, pool + len(exclude_ids))
+                hits = [h for h in hits if h.product_id not in exclude_ids]
+            else:
+                hits = await asyncio.to_thread(self.index.search, analysis.image_vec, "image_vec", attempt, pool,
+                                               exclude_ids=exclude_ids)
+            if len(hits) >= k:
+                break
+        category_known = "category" in plan.changes or "category" in plan.kept or bool(filters.category)
+        if (not category_known or "category" in relaxed) and analysis.category_probs is not None and hits:
+            # the kind of item is unsure: prefer the predicted category (a boost, a restriction only when sure)
+            hits, prediction = category_rerank(hits, analysis.category_probs, k,
+                                               getattr(self.vision, "fusion", FusionConfig()))
+        understood = {"attributes": parsed.attributes, "changes": plan.changes, "kept": plan.kept,
+                      "relaxed": relaxed, "colour_kept": plan.keeps_colour,
+                      "reference": {g: [v, round(c, 3)] for g, (v, c) in reference.items()}}
+        more: dict[str, Any] = {"parsed": parsed.attributes, "understood": understood}
+        if prediction is not None:
+            more["predicted_category"] = prediction_json(prediction, self.vision.model_version)
+        return hits[:k], more
 
     async def _query_image(self, req: SearchRequest) -> np.ndarray:
         from workers.vision.decode import decode_image

@@ -8,12 +8,13 @@ from typing import Any
 
 from indexer.exceptions import IndexUnavailable
 from indexer.schema import IndexLayout
-from indexer.store import ProductIndex
+from indexer.store import ProductIndex, TextFusion
 from workers.fetch import FetchPolicy
 from workers.runtime.reading import retry_until_done
 from workers.settings import Settings
+from workers.vision.pipeline import VisionPipeline
 
-__all__ = ["fetch_policy", "layout_for", "open_index", "product_index", "s3_client"]
+__all__ = ["fetch_policy", "layout_for", "open_index", "product_index", "s3_client", "text_fusion"]
 
 
 def fetch_policy(settings: Settings) -> FetchPolicy:
@@ -34,12 +35,18 @@ def s3_client(settings: Settings) -> Any:
                  region=settings.s3_region)
 
 
-def layout_for(settings: Settings, vision: Any) -> IndexLayout:
+def layout_for(settings: Settings, vision: VisionPipeline) -> IndexLayout:
     """The collection layout for ``vision``'s model version and dimensions and the configured index type."""
     return IndexLayout(
         model_version=vision.model_version, alias=settings.collection_alias, index_type=str(settings.index_type),
+        lexical=settings.lexical_search,
         dims={"image_vec": vision.image_dim, "colour_vec": vision.colour_dim, "text_vec": vision.text_dim},
     )
+
+
+def text_fusion(settings: Settings) -> TextFusion:
+    return TextFusion(method=settings.text_fusion, rrf_k=settings.text_rrf_k, bm25_weight=settings.text_bm25_weight,
+                      dense_weight=settings.text_dense_weight)
 
 
 def product_index(settings: Settings, layout: IndexLayout) -> ProductIndex:

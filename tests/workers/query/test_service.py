@@ -70,6 +70,11 @@ class StubIndex:
                      k: int) -> list[SearchHit]:
         return self._answer("search_multi", (tuple(sorted(vectors)), k))
 
+    def search_text(self, text: str, vector: np.ndarray, filters: Any, k: int, *, fusion: Any,
+                    exclude_ids: tuple[str, ...] = ()) -> list[SearchHit]:
+        self.filters = filters
+        return self._answer("search_text", (text, k))
+
 
 class StubFetcher:
     """``ImageFetcher.fetch``: the given bytes, or the given error; records the URIs asked for."""
@@ -87,7 +92,7 @@ class StubFetcher:
 
 
 @pytest.mark.parametrize("double, real, names", [
-    (StubIndex, ProductIndex, ("get", "search", "search_multi")),
+    (StubIndex, ProductIndex, ("get", "search", "search_multi", "search_text")),
     (StubFetcher, ImageFetcher, ("fetch",)),
 ])
 def test_the_doubles_keep_the_real_signatures(double: type, real: type, names: tuple[str, ...]) -> None:
@@ -122,7 +127,9 @@ def test_text_query_answers_with_hits_and_the_model_version() -> None:
     assert status == 200 and reply["ok"] and reply["request_id"] == "t1" and reply["kind"] == "text"
     assert [h["product_id"] for h in reply["results"]] == ["p1", "p2"]
     assert reply["model_version"] == fake_pipeline().model_version
-    assert index.calls[0][0] == "search" and index.calls[0][1][0] == "text_vec"
+    assert index.calls[0][0] == "search_text" and index.calls[0][1][0] == "red shirt"
+    assert index.filters.colour == "red" and index.filters.article_type == "shirts"  # what the text names
+    assert reply["understood"]["filters"]["colour"] == "red" and reply["parsed"]["article_type"] == "shirts"
 
 
 def test_image_query_by_uri_goes_through_the_fetcher() -> None:
@@ -133,12 +140,16 @@ def test_image_query_by_uri_goes_through_the_fetcher() -> None:
     assert fetcher.uris == ["s3://bucket/a.png"] and len(reply["results"]) == 1
 
 
-def test_image_text_query_searches_both_fields() -> None:
+def test_image_text_query_searches_the_photo_under_the_change() -> None:
     index = StubIndex()
     reply, status = _ask(_service(index), {"request_id": "it", "kind": "image_text", "text": "in blue",
                                            "image": {"b64": _b64(PNG)}})
     assert status == 200 and reply["ok"], reply
-    assert index.calls == [("search_multi", (("image_vec", "text_vec"), 10))]
+    assert reply["understood"]["changes"] == {"colour": "blue"}
+    # the neighbourhood (for the reference's attributes), then under the change; the stub has only 2 of
+    # the 10 hits asked for, so the change is relaxed too rather than an empty page
+    assert [c[0] for c in index.calls] == ["search", "search", "search"]
+    assert reply["understood"]["relaxed"] == ["colour"] and len(reply["results"]) == 2
 
 
 def test_similar_query_excludes_the_product_itself() -> None:
