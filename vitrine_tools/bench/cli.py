@@ -42,6 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--json", default="bench-query.json")
     q.add_argument("--plot", default="bench-query.png")
     q.set_defaults(func=_query)
+    tq = which.add_parser("text", help="hybrid (BM25 + dense) against dense-only text search latency at scale")
+    tq.add_argument("--milvus-uri", default=None, help="a running Milvus 2.5+ (default: start a Milvus Lite server)")
+    tq.add_argument("--items", type=int, default=100_000)
+    tq.add_argument("--queries", type=int, default=200)
+    tq.add_argument("--json", default="bench-text.json")
+    tq.set_defaults(func=_text)
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -97,4 +103,25 @@ def _query(args: argparse.Namespace) -> int:
             svc.stop()
     Path(args.json).write_text(json.dumps(report, indent=1))
     query.plot(report, Path(args.plot))
+    return 0
+
+
+def _text(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from vitrine_tools.bench import text_query
+    from vitrine_tools.devstack.services import start_milvus_lite
+
+    svc = None
+    uri = args.milvus_uri
+    if uri is None:
+        svc = start_milvus_lite(Path(tempfile.mkdtemp(prefix="bench-milvus-")))
+        uri = svc.address
+    try:
+        report = text_query.run(uri, args.items, args.queries)
+    finally:
+        if svc is not None:
+            svc.stop()
+    Path(args.json).write_text(json.dumps(report, indent=1))
+    print(json.dumps(report))
     return 0
