@@ -78,6 +78,7 @@ def naive(vision: Any, bootstrap: str, milvus_uri: str, images: list[Path], root
     from indexer.schema import IndexLayout
     from indexer.store import connect
     from streams.admin import ensure_topics
+    from streams.codecs import IndexRecord
     from streams.topics import TopicSet
     from workers.vision.decode import decode_image
 
@@ -107,13 +108,11 @@ def naive(vision: Any, bootstrap: str, milvus_uri: str, images: list[Path], root
                 image = decode_image(Path(doc["uri"]).read_bytes(), target=224)
                 a = vision.analyse([image])[0]
                 tv = vision.embed_text([doc["id"]])[0]
-                client.insert(layout.collection, [{
-                    "product_id": doc["id"], "version": 1, "deleted": False, "event_time": time.time(),
-                    "indexed_at": time.time(), "price": 1.0, "in_stock": True, "attributes": {},
-                    "model_version": vision.model_version, "title": doc["id"], "description": "", "brand": "",
-                    "currency": "EUR", "image_uri": doc["uri"], "category": "", "article_type": "", "colour": "",
-                    "gender": "", "usage": "", "season": "", "image_vec": a.image_vec.tolist(),
-                    "colour_vec": a.colour_vec.tolist(), "text_vec": tv.tolist()}])
+                rec = IndexRecord("upsert", doc["id"], 1, time.time(),
+                                  {"title": doc["id"], "price": 1.0, "image_uri": doc["uri"]},
+                                  {"image_vec": a.image_vec, "colour_vec": a.colour_vec, "text_vec": tv},
+                                  vision.model_version)
+                client.insert(layout.collection, [layout.full_row(rec)])  # the production row, one at a time
                 consumer.commit()
                 done += 1
     dt = time.perf_counter() - (t0 or time.perf_counter())
