@@ -43,7 +43,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         print(f"vitrine is up: kafka {stack.kafka_bootstrap}, milvus {stack.milvus_uri}")
         for kind, w in stack.workers.items():
             print(f"  {kind:6s} {w.http}/metrics  (pid {w.process.pid}, log {w.log_path})")
-        print(f"  search: POST {stack.workers['query'].http}/search  (OpenAPI at /openapi.json)"
+        print(f"  search: POST {stack.workers['query'].http}/search"
               if "query" in stack.workers else "")
         print(f"  file:// images: {'allowed under ' + merged.get('VITRINE_FETCH_FILE_ROOT', '?') if allow else 'not allowed'}")
         print("Ctrl-C to stop.")
