@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 
 from streams.schema import Filters
 
-__all__ = ["COLOUR_WEIGHT", "KEEP_CONFIDENCE", "NEAR_DUPLICATE", "ModifierPlan", "modifier_plan"]
+__all__ = ["COLOUR_WEIGHT", "KEEP_CONFIDENCE", "KEEP_DEFAULT", "NEAR_DUPLICATE", "ModifierPlan", "modifier_plan"]
 
 CHANGEABLE = ("article_type", "category", "colour", "gender", "usage", "season")
 KEPT = ("colour", "gender", "article_type", "category")  # relaxed in this order when too few hits
-KEEP_CONFIDENCE = 0.5
+KEEP_DEFAULT = 0.5
+#: Per group where it differs: the fused category prediction is sure enough lower down.
+KEEP_CONFIDENCE: dict[str, float] = {"category": 0.4}
 #: Cosine of the nearest indexed image above which the photo is taken for that product's own.
 NEAR_DUPLICATE = 0.97
 #: image_vec : colour_vec weights when the colour is kept (the modifier changes something else).
@@ -69,7 +71,7 @@ def modifier_plan(parsed: Mapping[str, str], reference: Mapping[str, tuple[str, 
         if g == "category" and "article_type" in changes:
             continue  # "as a dress": the kind of item is what changes
         value, confidence = reference[g]
-        if confidence >= KEEP_CONFIDENCE and value:
+        if confidence >= KEEP_CONFIDENCE.get(g, KEEP_DEFAULT) and value:
             kept[g] = value
     relax = [g for g in KEPT if g in kept] + \
             [g for g in ("usage", "season", "gender", "colour", "category", "article_type") if g in changes]
