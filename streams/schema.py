@@ -158,7 +158,7 @@ def parse_event(data: bytes | str | dict[str, Any]) -> Event:
 
 # --------------------------------------------------------------------------- queries
 
-QueryKind = Literal["similar", "image", "text", "image_text"]
+QueryKind = Literal["similar", "image", "text", "image_text", "get"]
 
 
 class Filters(_Model):
@@ -212,7 +212,7 @@ def parse_search_request(data: bytes | str | dict[str, Any]) -> SearchRequest:
     except ValidationError as exc:
         field, msg = _first_error(exc)
         raise InvalidQuery(msg, field or None) from None
-    needs = {"similar": ("product_id",), "image": ("image",), "text": ("text",), "image_text": ("image", "text")}
+    needs = {"get": ("product_id",), "similar": ("product_id",), "image": ("image",), "text": ("text",), "image_text": ("image", "text")}
     for name in needs[req.kind]:
         if not getattr(req, name):
             raise InvalidQuery(f"required for kind {req.kind!r}", name)

@@ -19,7 +19,8 @@ import sys
 
 #: Modules that add subcommands: each defines ``register(subparsers)`` (parsers set ``func``).
 COMMAND_MODULES = ("workers.cli", "vitrine_tools.devstack.cli", "vitrine_tools.training.cli",
-                   "vitrine_tools.training.eval_cli", "vitrine_tools.bench.cli", "vitrine_tools.chaos.cli")
+                   "vitrine_tools.training.eval_cli", "vitrine_tools.bench.cli", "vitrine_tools.chaos.cli",
+                   "vitrine_tools.openapi_cli")
 
 
 def main(argv: list[str] | None = None) -> None:

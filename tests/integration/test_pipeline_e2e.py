@@ -347,3 +347,38 @@ def test_photo_plus_modifier_changes_what_it_names_and_keeps_the_look(h: Harness
     assert status == 200 and len(reply["results"]) == 2, reply  # no purple pair: relaxed, never empty
     assert "colour" in reply["understood"]["relaxed"]
     assert reply["results"][0]["product_id"] == black  # without the colour, the look of the photo leads
+
+
+@pytest.mark.api
+def test_get_by_id_and_the_openapi_document_on_the_real_worker(h: Harness) -> None:
+    from workers.query.replies import ErrorReply, ProductReply, SearchReply
+
+    live, gone = (f"{p}-{uuid.uuid4().hex[:8]}" for p in ("live", "gone"))
+    h.upsert(live, 2, 3, title="Blue denim jacket", attributes={"category": "outerwear", "colour": "Blue"})
+    h.upsert(gone, 1, 4)
+    h.pub.delete(gone, 2)
+    h.pub.flush()
+    h.wait_version(live, 2)
+    h.wait_version(gone, 2)
+
+    reply = h.client.search({"kind": "get", "product_id": live})
+    product = ProductReply.model_validate(reply).product
+    assert (product.version, product.title, product.colour) == (2, "Blue denim jacket", "blue")
+    assert product.attributes is not None and product.attributes["merchant"]["colour"] == "blue"
+    assert not any(k.endswith("_vec") for k in reply["product"])
+
+    url = h.stack.workers["query"].http
+    with urllib.request.urlopen(f"{url}/products/{live}", timeout=30) as resp:
+        assert resp.status == 200 and json.loads(resp.read())["product"]["product_id"] == live
+    for pid in (gone, "never-published"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{url}/products/{pid}", timeout=30)
+        assert err.value.code == 404
+        assert ErrorReply.model_validate(json.loads(err.value.read())).error.code == "not_found"
+    assert not h.client.search({"kind": "get", "product_id": gone})["ok"]
+
+    with urllib.request.urlopen(f"{url}/openapi.json", timeout=30) as resp:
+        doc = json.loads(resp.read())
+    assert doc["openapi"].startswith("3.") and "/products/{product_id}" in doc["paths"]
+    status, reply = h.http({"request_id": "v", "kind": "text", "text": "blue jacket", "k": 3})
+    assert status == 200 and SearchReply.model_validate(reply).results

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-COMMANDS = ("worker", "up", "demo", "train", "eval", "bench", "chaos", "soak")
+COMMANDS = ("worker", "up", "demo", "train", "eval", "bench", "chaos", "soak", "openapi")
 
 
 def _help(*argv: str) -> str:

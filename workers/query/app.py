@@ -2,17 +2,20 @@
 
 A Faust agent (4 requests at once) answers each request on the responses topic, keyed by its
 ``request_id``; a request is cheap to lose, so it is answered, not committed, per message. The same
-``QueryService.handle`` serves ``POST /search`` (a bearer token when ``http_token`` is set).
+``QueryService.handle`` serves ``POST /search`` and ``GET /products/{product_id}`` (a bearer token
+when ``http_token`` is set); ``GET /openapi.json`` describes them (``workers.query.openapi``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import Any
 
 from indexer.schema import IndexLayout
 from streams.codecs import decode_key, dumps
 from workers.fetch import ImageFetcher
+from workers.query.openapi import openapi_document
 from workers.query.service import QueryService
 from workers.runtime.app import worker_app
 from workers.runtime.wiring import fetch_policy, open_index, product_index, s3_client, text_fusion
@@ -62,5 +65,22 @@ def build_query_app(settings: Settings, vision: VisionPipeline, layout: IndexLay
             reply, status = await service.handle(body, "http")
             return self.json(reply, status=status)
 
+    class ProductView(faust.web.View):
+        async def get(self, request: Any, product_id: str) -> Any:
+            if token and request.headers.get("Authorization", "") != f"Bearer {token}":
+                return self.json(UNAUTHORIZED, status=401)
+            rid = request.headers.get("X-Request-Id") or f"get-{uuid.uuid4().hex[:12]}"
+            reply, status = await service.handle({"request_id": rid,
+                                                  "kind": "get", "product_id": product_id}, "http")
+            return self.json(reply, status=status)
+
+    document = openapi_document()
+
+    class OpenAPIView(faust.web.View):
+        async def get(self, request: Any) -> Any:
+            return self.json(document)
+
     app.page("/search")(SearchView)
+    app.page("/products/{product_id}")(ProductView)
+    app.page("/openapi.json")(OpenAPIView)
     return app

@@ -110,6 +110,16 @@ def hit_json(hit: SearchHit) -> dict[str, Any]:
     return out
 
 
+PRODUCT_FIELDS = ("product_id", "version", "title", "description", "brand", "price", "currency", "in_stock",
+                  "category", "article_type", "colour", "gender", "usage", "season", "attributes", "model_version",
+                  "image_uri", "event_time", "indexed_at")
+
+
+def product_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A product row as a reply: its fields and attributes with their source, no vectors."""
+    return {name: row[name] for name in PRODUCT_FIELDS if name in row}
+
+
 class QueryService:
     def __init__(self, vision: VisionPipeline, index: ProductIndex, fetcher: ImageFetcher, *, max_pixels: int,
                  max_image_bytes: int, text_fusion: TextFusion | None = None) -> None:
@@ -147,6 +157,8 @@ class QueryService:
 
     async def _search(self, req: SearchRequest) -> dict[str, Any]:
         extra: dict[str, Any] = {}
+        if req.kind == "get":
+            return {"product": await self.product(req.product_id or ""), "model_version": self.vision.model_version}
         if req.kind == "similar":
             row = await asyncio.to_thread(self.index.get, req.product_id, with_vectors=True)
             if row is None or row.get("deleted"):
@@ -174,6 +186,13 @@ class QueryService:
                 extra["predicted_category"] = prediction_json(pred, self.vision.model_version)
             hits = hits[: req.k]
         return {"results": [hit_json(h) for h in hits], "model_version": self.vision.model_version, **extra}
+
+    async def product(self, product_id: str) -> dict[str, Any]:
+        """What the index holds for a product, never its vectors; ``NotFound`` when unknown or deleted."""
+        row = await asyncio.to_thread(self.index.get, product_id)
+        if row is None or row.get("deleted"):
+            raise NotFound(f"product {product_id!r} is not in the index", "product_id")
+        return product_json(row)
 
     async def text_search(self, text: str, filters: Filters, k: int) -> tuple[list[SearchHit], dict[str, Any]]:
         """Hybrid text search under the parsed filters, relaxed until ``k`` hits (``workers.query.text``)."""

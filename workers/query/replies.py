@@ -1,0 +1,94 @@
+"""The replies of the query worker as pydantic models: the source of their OpenAPI schemas, and what
+tests validate real replies against (``workers.query.openapi``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["ErrorBody", "ErrorReply", "Hit", "Product", "ProductReply", "SearchReply"]
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Hit(_Reply):
+    product_id: str
+    score: float  # larger = more similar
+    title: str | None = None
+    brand: str | None = None
+    price: float | None = None
+    currency: str | None = None
+    in_stock: bool | None = None
+    category: str | None = None
+    article_type: str | None = None
+    colour: str | None = None
+    gender: str | None = None
+    image_uri: str | None = None
+    version: int | None = None
+
+
+class SearchReply(_Reply):
+    """200 for ``similar``, ``image``, ``text`` and ``image_text``."""
+
+    request_id: str | None
+    ok: bool
+    kind: str
+    took_ms: float
+    model_version: str
+    results: list[Hit]
+    parsed: dict[str, str] | None = None  # attribute values the text named
+    understood: dict[str, Any] | None = None  # what filtered, what was relaxed, what was kept or changed
+    predicted_category: dict[str, Any] | None = None
+    regions: list[dict[str, Any]] | None = None
+
+
+class Product(_Reply):
+    """What the index holds for one product (never its vectors)."""
+
+    product_id: str
+    version: int
+    title: str | None = None
+    description: str | None = None
+    brand: str | None = None
+    price: float | None = None
+    currency: str | None = None
+    in_stock: bool | None = None
+    category: str | None = None
+    article_type: str | None = None
+    colour: str | None = None
+    gender: str | None = None
+    usage: str | None = None
+    season: str | None = None
+    attributes: dict[str, Any] | None = None  # {"merchant": {...}, "model": {group: {value, confidence}}}
+    model_version: str | None = None
+    image_uri: str | None = None
+    event_time: float | None = None
+    indexed_at: float | None = None
+
+
+class ProductReply(_Reply):
+    """200 for the ``get`` kind and ``GET /products/{product_id}``."""
+
+    request_id: str | None
+    ok: bool
+    kind: str
+    took_ms: float
+    model_version: str
+    product: Product
+
+
+class ErrorBody(_Reply):
+    code: str  # invalid_request, not_found, bad_image, image_store_unavailable, model_mismatch, unavailable, ...
+    message: str
+    field: str | None = None
+
+
+class ErrorReply(_Reply):
+    """Every failure: 400, 401, 404, 422, 503 or 500 (the table in ``workers.query.service``)."""
+
+    request_id: str | None
+    ok: bool
+    error: ErrorBody
