@@ -212,7 +212,8 @@ def parse_search_request(data: bytes | str | dict[str, Any]) -> SearchRequest:
     except ValidationError as exc:
         field, msg = _first_error(exc)
         raise InvalidQuery(msg, field or None) from None
-    needs = {"get": ("product_id",), "similar": ("product_id",), "image": ("image",), "text": ("text",), "image_text": ("image", "text")}
+    needs = {"similar": ("product_id",), "image": ("image",), "text": ("text",), "image_text": ("image", "text"),
+             "get": ("product_id",)}
     for name in needs[req.kind]:
         if not getattr(req, name):
             raise InvalidQuery(f"required for kind {req.kind!r}", name)

@@ -266,3 +266,36 @@ def test_kafka_and_http_get_the_same_reply() -> None:
     http = _ask(_service(fetcher=StubFetcher(fail=fail)), raw, "http")
     kafka = _ask(_service(fetcher=StubFetcher(fail=fail)), raw, "kafka")
     assert http == kafka
+
+
+# ------------------------------------------------------------------ get by id
+
+PRODUCT_ROW = {"product_id": "p0", "version": 3, "title": "Red shirt", "description": "cotton", "brand": "acme",
+               "price": 9.5, "currency": "EUR", "in_stock": True, "category": "apparel", "colour": "red",
+               "attributes": {"merchant": {"colour": "red"}, "model": {"gender": {"value": "men", "confidence": 0.9}}},
+               "model_version": "m1", "image_uri": "s3://b/p0.jpg", "event_time": 1.5, "indexed_at": 2.5,
+               "deleted": False, "image_vec": [0.1] * 32, "text_vec": [0.2] * 32, "colour_vec": [0.3] * 32}
+
+
+def test_get_answers_what_the_index_holds_without_the_vectors() -> None:
+    index = StubIndex(rows={"p0": PRODUCT_ROW})
+    reply, status = _ask(_service(index), {"request_id": "g1", "kind": "get", "product_id": "p0"})
+    assert status == 200 and reply["ok"] and (reply["request_id"], reply["kind"]) == ("g1", "get"), reply
+    product = reply["product"]
+    assert (product["version"], product["title"], product["event_time"]) == (3, "Red shirt", 1.5)
+    assert product["attributes"]["merchant"] == {"colour": "red"}
+    assert not any(name.endswith("_vec") for name in product) and "deleted" not in product
+    assert index.calls == [("get", "p0")]
+
+
+def test_get_needs_a_product_id() -> None:
+    reply, status = _ask(_service(), {"request_id": "g", "kind": "get"})
+    assert (status, _error(reply)["code"], reply["error"]["field"]) == (400, "invalid_request", "product_id")
+
+
+@pytest.mark.parametrize("pid", ["gone", "never-indexed"])
+def test_get_of_an_unknown_or_deleted_product_is_a_404(pid: str) -> None:
+    index = StubIndex(rows={"gone": {**PRODUCT_ROW, "product_id": "gone", "deleted": True}})
+    reply, status = _ask(_service(index), {"request_id": "g", "kind": "get", "product_id": pid})
+    assert (status, _error(reply)["code"], reply["error"]["field"]) == (404, "not_found", "product_id")
+    assert reply["request_id"] == "g"
