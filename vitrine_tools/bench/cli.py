@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from vitrine_tools.paths import shared_data
@@ -82,46 +84,41 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _query(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _milvus(uri: str | None) -> Iterator[str]:
+    """``uri``, or a Milvus Lite server started for the run and stopped after it."""
+    if uri is not None:
+        yield uri
+        return
     import tempfile
 
-    from vitrine_tools.bench import query
     from vitrine_tools.devstack.services import start_milvus_lite
 
-    svc = None
-    uri = args.milvus_uri
-    if uri is None:
-        svc = start_milvus_lite(Path(tempfile.mkdtemp(prefix="bench-milvus-")))
-        uri = svc.address
+    svc = start_milvus_lite(Path(tempfile.mkdtemp(prefix="bench-milvus-")))
     try:
+        yield svc.address
+    finally:
+        svc.stop()
+
+
+def _query(args: argparse.Namespace) -> int:
+    from vitrine_tools.bench import query
+
+    with _milvus(args.milvus_uri) as uri:
         report = query.run(uri, tuple(int(s) for s in args.sizes.split(",")), dim=args.dim, queries=args.queries,
                            index_type=args.index_type, partition_key=args.partition_key,
                            efs=tuple(int(e) for e in args.efs.split(",")),
                            params={"M": args.m, "efConstruction": 200} if args.index_type == "HNSW" else {})
-    finally:
-        if svc is not None:
-            svc.stop()
     Path(args.json).write_text(json.dumps(report, indent=1))
     query.plot(report, Path(args.plot))
     return 0
 
 
 def _text(args: argparse.Namespace) -> int:
-    import tempfile
-
     from vitrine_tools.bench import text_query
-    from vitrine_tools.devstack.services import start_milvus_lite
 
-    svc = None
-    uri = args.milvus_uri
-    if uri is None:
-        svc = start_milvus_lite(Path(tempfile.mkdtemp(prefix="bench-milvus-")))
-        uri = svc.address
-    try:
+    with _milvus(args.milvus_uri) as uri:
         report = text_query.run(uri, args.items, args.queries)
-    finally:
-        if svc is not None:
-            svc.stop()
     Path(args.json).write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
     return 0

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from streams.schema import Filters
+from workers.query.text import relaxations
 
 __all__ = ["COLOUR_WEIGHT", "KEEP_CONFIDENCE", "KEEP_DEFAULT", "NEAR_DUPLICATE", "ModifierPlan", "modifier_plan"]
 
@@ -46,15 +47,8 @@ class ModifierPlan:
         return "colour" not in self.changes and not self.base.colour
 
     def attempts(self) -> list[tuple[Filters, list[str]]]:
-        active = {**self.kept, **self.changes}
-        out, dropped = [], []
-        while True:
-            out.append((self.base.model_copy(update=active), list(dropped)))
-            nxt = next((g for g in self.relax if g in active), None)
-            if nxt is None:
-                return out
-            active.pop(nxt)
-            dropped.append(nxt)
+        """(filters, groups relaxed so far), strictest first: kept values go before the changes."""
+        return relaxations(self.base, {**self.kept, **self.changes}, self.relax)
 
 
 def modifier_plan(parsed: Mapping[str, str], reference: Mapping[str, tuple[str, float]], request: Filters) -> ModifierPlan:

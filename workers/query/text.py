@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from streams.schema import Filters
 
-__all__ = ["RELAX_ORDER", "TextPlan", "text_plan"]
+__all__ = ["RELAX_ORDER", "TextPlan", "relaxations", "text_plan"]
 
 #: Parsed filters dropped first when too few hits come back: the least certain (and least
 #: selective for relevance) go first, the article type (what the shopper wants) last.
@@ -46,16 +46,21 @@ class TextPlan:
 
     def attempts(self) -> list[tuple[Filters, list[str]]]:
         """(filters, groups relaxed so far) for every search to try, strictest first."""
-        out = []
-        active = dict(self.parsed_filters)
-        dropped: list[str] = []
-        while True:
-            out.append((self.base.model_copy(update=active), list(dropped)))
-            nxt = next((g for g in self.relax if g in active), None)
-            if nxt is None:
-                return out
-            active.pop(nxt)
-            dropped.append(nxt)
+        return relaxations(self.base, self.parsed_filters, self.relax)
+
+
+def relaxations(base: Filters, active: Mapping[str, str], order: list[str]) -> list[tuple[Filters, list[str]]]:
+    """``base`` plus ``active``, then with the groups of ``order`` dropped one by one: (filters, dropped so
+    far) for every search to try, strictest first. ``base``'s own filters are never dropped."""
+    left = dict(active)
+    dropped: list[str] = []
+    out = [(base.model_copy(update=left), [])]
+    for group in order:
+        if group in left:
+            left.pop(group)
+            dropped.append(group)
+            out.append((base.model_copy(update=left), list(dropped)))
+    return out
 
 
 def text_plan(parsed_filters: Mapping[str, str], parsed_boosts: Mapping[str, str], request: Filters) -> TextPlan:
