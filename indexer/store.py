@@ -21,9 +21,10 @@ but not from Milvus) may land one in-flight write late; the next event of that p
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -70,8 +71,38 @@ class TextFusion:
 @dataclass(frozen=True)
 class SearchHit:
     product_id: str
-    score: float  # cosine similarity, larger = more similar
+    score: float  # larger = more similar: cosine, BM25, or the fused score
     fields: dict[str, Any]
+    #: the parts that add up to ``score``: what the search returned (``visual``, ``dense``, ``colour``,
+    #: ``bm25`` or ``fused``) plus each re-rank's bonus (``workers.query.fusion``)
+    parts: dict[str, float] = field(default_factory=dict, compare=False)
+
+
+#: The part a plain search's score is named by, per vector field.
+PART = {"image_vec": "visual", "text_vec": "dense", "colour_vec": "colour", "text_sparse": "bm25"}
+
+
+@dataclass(frozen=True)
+class SubRequest:
+    """One search of a hybrid request, for ``ProductIndex.score_parts``: what to search and its weight."""
+
+    name: str  # the part it explains: bm25, dense, visual, colour
+    field: str
+    data: Any  # a vector, or the text for BM25
+    weight: float = 1.0
+
+
+def normalised(metric: str, score: float) -> float:
+    """A sub-search's score as Milvus's WeightedRanker normalises it before weighting (``norm_score``):
+    2 arctan(s) / pi for BM25 (s >= 0), 1/2 + arctan(s) / pi for IP, (1 + cos) / 2 for cosine. Checked
+    against Milvus Lite's fused scores (the parts add up to them)."""
+    if metric == "COSINE":
+        return (1.0 + score) / 2.0
+    if metric == "BM25":
+        return 2.0 * math.atan(score) / math.pi
+    if metric == "L2":
+        return 1.0 - 2.0 * math.atan(score) / math.pi
+    return 0.5 + math.atan(score) / math.pi
 
 
 class ProductIndex:
@@ -219,7 +250,7 @@ class ProductIndex:
             "search", self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()], anns_field=field,
             filter=expr, limit=k, output_fields=list(SCALAR_OUTPUT), search_params=self.layout.search_params(),
         )
-        return _hits(res)
+        return _hits(res, PART.get(field, field))
 
     def search_lexical(self, text: str, filters: Filters, k: int, *,
                        exclude_ids: tuple[str, ...] = ()) -> list[SearchHit]:
@@ -247,7 +278,33 @@ class ProductIndex:
         ranker = RRFRanker(fusion.rrf_k) if fusion.method == "rrf" else \
             WeightedRanker(fusion.bm25_weight, fusion.dense_weight)
         res = self._call("hybrid_search", self.collection, reqs, ranker, limit=k, output_fields=list(SCALAR_OUTPUT))
-        return _hits(res)
+        return _hits(res, "fused")
+
+    def text_requests(self, text: str, vector: np.ndarray, fusion: TextFusion) -> list[SubRequest]:
+        """The sub-searches of ``search_text``, for ``score_parts``."""
+        return [SubRequest("bm25", "text_sparse", text, fusion.bm25_weight),
+                SubRequest("dense", "text_vec", vector, fusion.dense_weight)]
+
+    def score_parts(self, subs: Sequence[SubRequest], filters: Filters, pool: int, method: str, *, rrf_k: int = 60,
+                    exclude_ids: tuple[str, ...] = ()) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
+        """Why a fused search scored what it did: each sub-search run alone with the fused search's filter
+        and pool, and each product's share of the fused score: ``1 / (rrf_k + rank)`` per list it is in
+        (RRF), or ``weight * normalised(score)`` (weighted). Returns product id -> (parts, signals), the
+        signals being each list's rank and raw score. Costs one more search per sub-search: only for
+        ``explain``."""
+        out: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+        for sub in subs:
+            if sub.field == "text_sparse":
+                hits, metric = self.search_lexical(str(sub.data), filters, pool, exclude_ids=exclude_ids), "BM25"
+            else:
+                hits = self.search(sub.data, sub.field, filters, pool, exclude_ids=exclude_ids)
+                metric = str(self.layout.search_params().get("metric_type", "COSINE"))
+            for rank, hit in enumerate(hits, 1):
+                parts, signals = out.setdefault(hit.product_id, ({}, {}))
+                parts[sub.name] = 1.0 / (rrf_k + rank) if method == "rrf" else sub.weight * normalised(metric, hit.score)
+                signals[f"{sub.name}_rank"] = rank
+                signals[f"{sub.name}_score"] = round(hit.score, 5)
+        return out
 
     def search_multi(
         self, vectors: dict[str, np.ndarray], weights: dict[str, float], filters: Filters, k: int,
@@ -259,12 +316,28 @@ class ProductIndex:
         names = list(vectors)
         reqs = [
             AnnSearchRequest([np.asarray(vectors[n], dtype=np.float32).tolist()], n,
-                             self.layout.search_params(), limit=max(k * 4, 50), expr=expr)
+                             self.layout.search_params(), limit=self.multi_pool(k), expr=expr)
             for n in names
         ]
         res = self._call("hybrid_search", self.collection, reqs, WeightedRanker(*[weights[n] for n in names]),
                          limit=k, output_fields=list(SCALAR_OUTPUT))
-        return _hits(res)
+        return _hits(res, "fused")
+
+    @staticmethod
+    def multi_pool(k: int) -> int:
+        """Candidates each vector field of ``search_multi`` contributes before the fusion."""
+        return min(16_384, max(2 * k, 100))
+
+    def facet_rows(self, filters: Filters, fields: Sequence[str], limit: int) -> list[dict[str, Any]] | None:
+        """The ``fields`` of every product under ``filters`` (one query), or None when more than ``limit``
+        products match: the caller then counts facets over its relevant set instead."""
+        expr = build_filter(filters)
+        total = int(self._call("query", self.collection, filter=expr, output_fields=["count(*)"])[0]["count(*)"])
+        if total > limit:
+            return None
+        if total == 0:
+            return []
+        return list(self._call("query", self.collection, filter=expr, output_fields=list(fields), limit=total))
 
     def count(self, *, include_deleted: bool = False) -> int:
         expr = "" if include_deleted else "deleted == false"
@@ -272,10 +345,14 @@ class ProductIndex:
         return int(res[0]["count(*)"])
 
 
-def _hits(res: Any) -> list[SearchHit]:
-    return [SearchHit(str(h.get("id", h.get("product_id"))), float(h["distance"]), dict(h["entity"])) for h in res[0]]
+def _hits(res: Any, part: str) -> list[SearchHit]:
+    out = []
+    for h in res[0]:
+        score = float(h["distance"])
+        out.append(SearchHit(str(h.get("id", h.get("product_id"))), score, dict(h["entity"]), {part: score}))
+    return out
 
 
 def _lexical_hits(res: Any) -> list[SearchHit]:
     """BM25 hits with score = the BM25 score (Milvus Lite reports it negated, Milvus as is)."""
-    return [SearchHit(h.product_id, abs(h.score), h.fields) for h in _hits(res)]
+    return [SearchHit(h.product_id, abs(h.score), h.fields, {"bm25": abs(h.score)}) for h in _hits(res, "bm25")]

@@ -159,6 +159,10 @@ def parse_event(data: bytes | str | dict[str, Any]) -> Event:
 # --------------------------------------------------------------------------- queries
 
 QueryKind = Literal["similar", "image", "text", "image_text", "get"]
+#: ``relevance`` (default), or the relevant set re-ordered by price or with in-stock items first
+#: (ties keep their relevance order): ``workers.query.page``.
+SortOrder = Literal["relevance", "price_asc", "price_desc", "in_stock_first"]
+FacetName = Literal["category", "article_type", "colour", "gender", "usage", "season", "brand", "price"]
 
 
 class Filters(_Model):
@@ -193,7 +197,18 @@ class SearchRequest(_Model):
     text: Annotated[str, Field(max_length=1024)] | None = None
     filters: Filters = Filters()
     k: Annotated[int, Field(ge=1, le=200)] = 10
+    offset: Annotated[int, Field(ge=0, le=16_000)] = 0  # hits of the relevant set skipped (paging)
+    sort: SortOrder = "relevance"
+    facets: Annotated[list[FacetName], Field(max_length=8)] = []
+    explain: bool = False  # each hit's score split into its parts
     all_regions: bool = False
+
+    @field_validator("facets")
+    @classmethod
+    def _distinct(cls, facets: list[str]) -> list[str]:
+        if len(set(facets)) != len(facets):
+            raise ValueError("each facet at most once")
+        return facets
 
 
 def parse_search_request(data: bytes | str | dict[str, Any]) -> SearchRequest:

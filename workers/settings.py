@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -111,6 +111,23 @@ class Settings(BaseSettings):
     text_rrf_k: int = Field(60, ge=1, description="RRF constant: score = sum of 1 / (k + rank)")
     text_bm25_weight: float = Field(1.0, ge=0, description="weight of BM25 in weighted fusion; 0 = dense only")
     text_dense_weight: float = Field(1.0, ge=0, description="weight of the dense text vector in weighted fusion")
+
+    # Query replies (workers.query.page): the relevant set that pages, sorts and facets see
+    query_relevant_set: int = Field(
+        200, ge=10, le=16_384, description="hits every search ranks (the relevant set); offset + k must fit in it; "
+        "Milvus caps one search at 16384")
+    facet_scan_limit: int = Field(
+        16_384, ge=0, le=16_384, description="facets are exact counts over the filtered set up to this many rows "
+        "(one Milvus query); above it they count the relevant set and say so (exact: false)")
+    facet_price_bands: list[float] = Field(
+        [25.0, 50.0, 100.0, 200.0, 500.0], description="edges of the price facet's bands, ascending (JSON list)")
+
+    @field_validator("facet_price_bands")
+    @classmethod
+    def _ascending(cls, edges: list[float]) -> list[float]:
+        if not edges or any(b <= a for a, b in zip(edges, edges[1:])) or edges[0] <= 0:
+            raise ValueError("must be positive and strictly ascending, e.g. [25, 50, 100]")
+        return edges
 
     # Object store (MinIO / S3)
     s3_endpoint: str = Field("127.0.0.1:9000", description="host:port of the S3/MinIO endpoint")

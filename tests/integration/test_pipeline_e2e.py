@@ -382,3 +382,105 @@ def test_get_by_id_and_the_openapi_document_on_the_real_worker(h: Harness) -> No
     assert doc["openapi"].startswith("3.") and "/products/{product_id}" in doc["paths"]
     status, reply = h.http({"request_id": "v", "kind": "text", "text": "blue jacket", "k": 3})
     assert status == 200 and SearchReply.model_validate(reply).results
+
+
+@pytest.fixture(scope="module")
+def shelf(h: Harness) -> dict[str, Any]:
+    """Twelve products of one brand (the filter keeps other tests' products out): prices, colours, stock."""
+    from collections import Counter
+
+    brand = f"s{uuid.uuid4().hex[:8]}"
+    colours = ["Black", "Black", "Red", "Blue", "Black", "White", "Red", "Blue", "Green", "Black", "White", "Red"]
+    prices = [12.0, 80.0, 45.0, 30.0, 250.0, 19.5, 60.0, 99.0, 5.0, 45.0, 150.0, 75.0]
+    products = {}
+    for i, (colour, price) in enumerate(zip(colours, prices)):
+        pid = f"shelf-{i}-{uuid.uuid4().hex[:6]}"
+        row = SAMPLE[i % len(SAMPLE)]
+        h.upsert(pid, 1, i, title=f"Everyday {row['title']}", brand=brand, price=price, in_stock=i % 3 != 0,
+                 attributes={"category": row["category"], "colour": colour})
+        products[pid] = {"price": price, "colour": colour.lower(), "category": row["category"], "in_stock": i % 3 != 0}
+    h.pub.flush()
+    for pid in products:
+        h.wait_version(pid, 1)
+    return {"brand": brand, "products": products,
+            "colours": Counter(p["colour"] for p in products.values()),
+            "categories": Counter(p["category"] for p in products.values())}
+
+
+def _pages(h: Harness, body: dict[str, Any], k: int, pages: int) -> list[dict[str, Any]]:
+    from workers.query.replies import SearchReply
+
+    out = []
+    for n in range(pages):
+        reply = h.client.search({**body, "k": k, "offset": n * k})
+        assert reply["ok"], reply
+        SearchReply.model_validate(reply)
+        out.append(reply)
+    return out
+
+
+@pytest.mark.api
+def test_pages_neither_repeat_nor_skip_and_sorting_covers_the_relevant_set(h: Harness, shelf: dict[str, Any]) -> None:
+    body = {"kind": "text", "text": "everyday", "filters": {"brand": shelf["brand"]}}
+    pages = _pages(h, body, 5, 3)
+    assert pages[0]["understood"]["filters"] == {}  # nothing parsed: the brand filter alone defines the set
+    ids = [r["product_id"] for p in pages for r in p["results"]]
+    assert len(ids) == len(set(ids)) == 12 and set(ids) == set(shelf["products"])  # no repeat, no skip
+    assert [p["page"]["more"] for p in pages] == [True, True, False] and pages[0]["page"]["relevant"] == 12
+    scores = [r["score"] for p in pages for r in p["results"]]
+    assert scores == sorted(scores, reverse=True)  # one ranking, cut into pages
+
+    cheapest = sorted(shelf["products"].values(), key=lambda p: p["price"])
+    pages = _pages(h, {**body, "sort": "price_asc"}, 4, 3)
+    prices = [r["price"] for p in pages for r in p["results"]]
+    assert prices == [p["price"] for p in cheapest]  # the cheapest of the whole set first, not of a page
+    first = h.client.search({**body, "sort": "price_desc", "k": 2})
+    assert [r["price"] for r in first["results"]] == [250.0, 150.0]
+    stock = h.client.search({**body, "sort": "in_stock_first", "k": 12})
+    flags = [r["in_stock"] for r in stock["results"]]
+    assert flags == sorted(flags, reverse=True) and flags.count(False) == 4
+
+    reply = h.client.search({**body, "k": 10, "offset": 195})
+    assert not reply["ok"] and reply["error"]["field"] == "offset"
+
+
+@pytest.mark.api
+def test_facets_equal_a_brute_force_count_over_the_filter(h: Harness, shelf: dict[str, Any]) -> None:
+    reply = h.client.search({"kind": "similar", "product_id": next(iter(shelf["products"])), "k": 3,
+                             "filters": {"brand": shelf["brand"]}, "facets": ["colour", "category", "price"]})
+    assert reply["ok"], reply
+    facets = reply["facets"]
+    assert facets["exact"] and facets["over"] == "filters" and facets["counted_over"] == 12  # the product itself too
+    assert {c["value"]: c["count"] for c in facets["counts"]["colour"]} == dict(shelf["colours"])
+    assert {c["value"]: c["count"] for c in facets["counts"]["category"]} == dict(shelf["categories"])
+    bands = {c["value"]: c["count"] for c in facets["counts"]["price"]}
+    prices = [p["price"] for p in shelf["products"].values()]
+    assert bands == {"0-25": sum(p < 25 for p in prices), "25-50": sum(25 <= p < 50 for p in prices),
+                     "50-100": sum(50 <= p < 100 for p in prices), "100-200": sum(100 <= p < 200 for p in prices),
+                     "200-500": sum(200 <= p < 500 for p in prices), "500+": 0}
+    cheap_black = h.client.search({"kind": "text", "text": "everyday", "k": 1, "facets": ["colour"],
+                                   "filters": {"brand": shelf["brand"], "price_max": 50, "colour": "black"}})
+    assert cheap_black["facets"]["counts"]["colour"] == [
+        {"value": "black", "count": sum(p["colour"] == "black" and p["price"] <= 50
+                                        for p in shelf["products"].values())}]
+
+
+@pytest.mark.api
+def test_explanations_add_up_to_the_score_on_the_real_index(h: Harness, shelf: dict[str, Any]) -> None:
+    reply = h.client.search({"kind": "text", "text": "everyday red", "k": 6, "explain": True,
+                             "filters": {"brand": shelf["brand"]}})
+    assert reply["ok"], reply
+    for hit in reply["results"]:
+        parts = hit["explain"]["parts"]
+        assert {"bm25", "dense"} <= set(parts) and "unexplained" not in parts, hit
+        assert sum(parts.values()) == pytest.approx(hit["score"], abs=1e-4)
+        assert hit["explain"]["signals"]["dense_rank"] >= 1
+    photo = base64.b64encode(Path(h.image(0)[7:]).read_bytes()).decode()
+    for kind, extra in (("image", {}), ("image_text", {"text": "in red"})):
+        status, reply = h.http({"request_id": kind, "kind": kind, "image": {"b64": photo}, "k": 4, "explain": True,
+                                "filters": {"brand": shelf["brand"]}, **extra})
+        assert status == 200, reply
+        for hit in reply["results"]:
+            parts = hit["explain"]["parts"]
+            assert "visual" in parts and "unexplained" not in parts, hit
+            assert sum(parts.values()) == pytest.approx(hit["score"], abs=1e-4)

@@ -62,13 +62,14 @@ def run_modifier_suite(queries: Sequence[dict[str, str]], gallery: Sequence[Gall
             exclude = (q["exclude_product_id"],) if q.get("exclude_product_id") else ()
             image = decode_image((data_root / q["image"]).read_bytes(), target=224)
             analysis = (await asyncio.to_thread(service.vision.analyse, [image]))[0]
-            hits, extra = await service.modified_search(analysis, q["modifier"], Filters(), K, exclude_ids=exclude)
+            answer = await service.modified_search(analysis, q["modifier"], Filters(), K, exclude_ids=exclude)
+            hits, extra = answer.hits[:K], answer.extra
             near = await asyncio.to_thread(index.search, analysis.image_vec, "image_vec", Filters(), SEARCH_POOL,
                                            exclude_ids=exclude)
             if analysis.category_probs is not None and near:
                 near, _ = category_rerank(near, analysis.category_probs, K, getattr(service.vision, "fusion",
                                                                                     FusionConfig()))
-            text_hits, _ = await service.text_search(q["modifier"], Filters(), K + len(exclude))
+            text_hits = (await service.text_search(q["modifier"], Filters(), K + len(exclude))).hits
             text_hits = [h for h in text_hits if h.product_id not in exclude]
             gallery_grades = [grade(named, g.attributes) for g in gallery if g.product_id not in exclude]
             for name, ranked in (("vitrine", hits), ("image_only", near), ("text_only", text_hits)):

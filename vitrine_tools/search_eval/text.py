@@ -77,7 +77,8 @@ def run_text_suite(queries: Sequence[TextQuery], gallery: Sequence[GalleryItem],
         out: dict[str, list[dict[str, float]]] = {"vitrine": [], "bm25": [], "dense": []}
         for q in queries:
             gallery_grades = [grade(q.named, g.attributes) for g in gallery]
-            hits, extra = await service.text_search(q.text, Filters(), K)
+            answer = await service.text_search(q.text, Filters(), K)
+            hits, extra = answer.hits[:K], answer.extra  # the first page of K, as the worker answers it
             lexical = await asyncio.to_thread(index.search_lexical, q.text, Filters(), K)
             vec = vision.embed_text([q.text])[0]
             dense = await asyncio.to_thread(index.search, vec, "text_vec", Filters(), K)

@@ -38,7 +38,9 @@ def build_query_app(settings: Settings, vision: VisionPipeline, layout: IndexLay
     # a query must not wait out an object-store outage: its transient errors are retried briefly only
     fetcher = ImageFetcher(dataclasses.replace(fetch_policy(settings), retry_budget_s=0.0), s3_client(settings))
     service = QueryService(vision, index, fetcher, max_pixels=settings.fetch_max_pixels,
-                           max_image_bytes=settings.fetch_max_bytes, text_fusion=text_fusion(settings))
+                           max_image_bytes=settings.fetch_max_bytes, text_fusion=text_fusion(settings),
+                           relevant_set=settings.query_relevant_set, facet_scan_limit=settings.facet_scan_limit,
+                           price_bands=tuple(settings.facet_price_bands))
     token = settings.http_token.get_secret_value() if settings.http_token else None
 
     @app.task

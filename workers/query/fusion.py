@@ -26,8 +26,10 @@ __all__ = ["SEARCH_POOL", "attribute_boost", "category_rerank", "prediction_json
 SEARCH_POOL = 50  # hits fetched before re-ranking (>= the fusion's k neighbours)
 
 
-def _rescore(hits: Sequence[SearchHit], bonus: Sequence[float]) -> list[SearchHit]:
-    scored = [SearchHit(h.product_id, h.score + b, h.fields) for h, b in zip(hits, bonus)]
+def _rescore(hits: Sequence[SearchHit], bonus: Sequence[float], part: str) -> list[SearchHit]:
+    """Each hit's score plus its bonus, re-sorted; the bonus is kept as the score's part ``part``."""
+    scored = [SearchHit(h.product_id, h.score + b, h.fields, {**h.parts, part: h.parts.get(part, 0.0) + b} if b
+                        else h.parts) for h, b in zip(hits, bonus)]
     return [h for _, h in sorted(enumerate(scored), key=lambda t: (-t[1].score, t[0]))]
 
 
@@ -36,7 +38,7 @@ def category_rerank(hits: Sequence[SearchHit], probs: np.ndarray, k: int, config
     pred = fuse_category(probs, [str(h.fields.get("category", "")) for h in hits], [h.score for h in hits],
                          config or FusionConfig())
     agree = [str(h.fields.get("category", "")).lower() == pred.value for h in hits]
-    out = _rescore(hits, [boost * pred.confidence if a else 0.0 for a in agree])
+    out = _rescore(hits, [boost * pred.confidence if a else 0.0 for a in agree], "category_fusion")
     if pred.confidence >= restrict_at and sum(agree) >= k:
         out = [h for h in out if str(h.fields.get("category", "")).lower() == pred.value]
     return out, pred
@@ -46,7 +48,7 @@ def attribute_boost(hits: Sequence[SearchHit], attributes: dict[str, str], boost
     if not attributes:
         return list(hits)
     bonus = [boost * sum(str(h.fields.get(g, "")).lower() == v for g, v in attributes.items()) for h in hits]
-    return _rescore(hits, bonus)
+    return _rescore(hits, bonus, "attribute_match")
 
 
 def prediction_json(pred: CategoryPrediction, model_version: str) -> dict[str, Any]:

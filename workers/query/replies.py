@@ -7,11 +7,50 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["ErrorBody", "ErrorReply", "Hit", "Product", "ProductReply", "SearchReply"]
+__all__ = ["ErrorBody", "ErrorReply", "Explanation", "FacetCount", "Facets", "Hit", "Page", "Product", "ProductReply",
+           "SearchReply"]
 
 
 class _Reply(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Explanation(_Reply):
+    """``explain: true``: the parts that add up to the hit's score, and the raw signals behind them.
+
+    Parts: ``visual`` (cosine to the photo or product), ``dense`` / ``bm25`` (their RRF shares, or their
+    weighted normalised scores, in hybrid text search), ``colour`` (the colour vector's weighted share
+    when a modifier keeps the colour), ``attribute_match`` (a text query's named values the hit has),
+    ``category_fusion`` (the predicted category's bonus), ``unexplained`` (what the sub-searches run
+    alone did not account for; absent when they account for all of it)."""
+
+    parts: dict[str, float]
+    signals: dict[str, float]  # e.g. bm25_rank, bm25_score, dense_rank, dense_score
+
+
+class FacetCount(_Reply):
+    value: str
+    count: int
+    min: float | None = None  # price bands only
+    max: float | None = None  # price bands only; None for the top band
+
+
+class Facets(_Reply):
+    """Counts per value over what the filters match (``exact``), or over the relevant set when more
+    products match than ``VITRINE_FACET_SCAN_LIMIT`` (``exact: false``)."""
+
+    exact: bool
+    counted_over: int
+    over: str  # filters, relevant_set
+    counts: dict[str, list[FacetCount]]
+
+
+class Page(_Reply):
+    offset: int
+    k: int
+    sort: str
+    relevant: int  # hits in the relevant set (VITRINE_QUERY_RELEVANT_SET at most)
+    more: bool  # a next page has hits
 
 
 class Hit(_Reply):
@@ -28,6 +67,7 @@ class Hit(_Reply):
     gender: str | None = None
     image_uri: str | None = None
     version: int | None = None
+    explain: Explanation | None = None
 
 
 class SearchReply(_Reply):
@@ -39,6 +79,8 @@ class SearchReply(_Reply):
     took_ms: float
     model_version: str
     results: list[Hit]
+    page: Page
+    facets: Facets | None = None
     parsed: dict[str, str] | None = None  # attribute values the text named
     understood: dict[str, Any] | None = None  # what filtered, what was relaxed, what was kept or changed
     predicted_category: dict[str, Any] | None = None

@@ -25,18 +25,20 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from indexer.exceptions import IndexUnavailable, ModelMismatch
-from indexer.store import ProductIndex, SearchHit, TextFusion
+from indexer.store import ProductIndex, SearchHit, SubRequest, TextFusion
 from streams.exceptions import InvalidQuery
 from streams.schema import Filters, SearchRequest, parse_search_request
 from workers import metrics as m
 from workers.exceptions import DeadLetter, FetchError
 from workers.fetch import ImageFetcher
 from workers.query.fusion import SEARCH_POOL, attribute_boost, category_rerank, prediction_json
+from workers.query.page import check_window, count_facets, sort_hits
 from workers.query.parse import parse_query
 from workers.query.modifier import COLOUR_WEIGHT, NEAR_DUPLICATE, modifier_plan
 from workers.query.text import text_plan
@@ -100,14 +102,48 @@ def error_reply(request_id: str | None, exc: BaseException) -> tuple[dict[str, A
             "error": {"code": "internal", "message": f"{type(exc).__name__}", "field": None}}, 500
 
 
-def hit_json(hit: SearchHit) -> dict[str, Any]:
+def hit_json(hit: SearchHit, signals: dict[str, float] | None = None, *, explain: bool = False) -> dict[str, Any]:
     f = hit.fields
-    out = {"product_id": hit.product_id, "score": round(hit.score, 5)}
+    out: dict[str, Any] = {"product_id": hit.product_id, "score": round(hit.score, 5)}
     for name in ("title", "brand", "price", "currency", "in_stock", "category", "article_type", "colour",
                  "gender", "image_uri", "version"):
         if name in f:
             out[name] = f[name]
+    if explain:
+        out["explain"] = {"parts": {k: round(v, 6) for k, v in hit.parts.items()}, "signals": signals or {}}
     return out
+
+
+@dataclass
+class Ranked:
+    """A search's relevant set (best first), what the reply adds about it, the filters it ran under
+    (the request's plus what the parse applied: what facets count), and per hit the raw signals behind
+    its score parts (``explain`` only)."""
+
+    hits: list[SearchHit]
+    extra: dict[str, Any]
+    filters: Filters
+    signals: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def split_fused(hits: list[SearchHit], explained: dict[str, tuple[dict[str, float], dict[str, float]]],
+                ) -> tuple[list[SearchHit], dict[str, dict[str, float]]]:
+    """Each hit's ``fused`` part replaced by its sub-searches' shares (``ProductIndex.score_parts``); what
+    they do not account for stays as ``unexplained``, so the parts always add up to the score."""
+    out, signals = [], {}
+    for h in hits:
+        if "fused" not in h.parts:
+            out.append(h)
+            continue
+        parts, sig = explained.get(h.product_id, ({}, {}))
+        new = {k: v for k, v in h.parts.items() if k != "fused"}
+        new.update(parts)
+        rest = h.parts["fused"] - sum(parts.values())
+        if abs(rest) > 1e-6:
+            new["unexplained"] = rest
+        out.append(SearchHit(h.product_id, h.score, h.fields, new))
+        signals[h.product_id] = sig
+    return out, signals
 
 
 PRODUCT_FIELDS = ("product_id", "version", "title", "description", "brand", "price", "currency", "in_stock",
@@ -122,8 +158,13 @@ def product_json(row: dict[str, Any]) -> dict[str, Any]:
 
 class QueryService:
     def __init__(self, vision: VisionPipeline, index: ProductIndex, fetcher: ImageFetcher, *, max_pixels: int,
-                 max_image_bytes: int, text_fusion: TextFusion | None = None) -> None:
+                 max_image_bytes: int, text_fusion: TextFusion | None = None, relevant_set: int = 200,
+                 facet_scan_limit: int = 16_384, price_bands: tuple[float, ...] = (25.0, 50.0, 100.0, 200.0, 500.0),
+                 ) -> None:
         self.text_fusion = text_fusion or TextFusion()
+        self.relevant_set = relevant_set  # hits every search ranks: workers.query.page
+        self.facet_scan_limit = facet_scan_limit
+        self.price_bands = price_bands
         self.vision = vision
         self.index = index
         self.fetcher = fetcher
@@ -156,36 +197,60 @@ class QueryService:
         return reply, status
 
     async def _search(self, req: SearchRequest) -> dict[str, Any]:
-        extra: dict[str, Any] = {}
         if req.kind == "get":
             return {"product": await self.product(req.product_id or ""), "model_version": self.vision.model_version}
+        check_window(req.offset, req.k, self.relevant_set)
+        ranked = await self._rank(req)
+        hits = sort_hits(ranked.hits, req.sort)
+        page = hits[req.offset: req.offset + req.k]
+        reply: dict[str, Any] = {
+            "results": [hit_json(h, ranked.signals.get(h.product_id), explain=req.explain) for h in page],
+            "page": {"offset": req.offset, "k": req.k, "sort": req.sort, "relevant": len(hits),
+                     "more": req.offset + req.k < len(hits)},
+            "model_version": self.vision.model_version, **ranked.extra}
+        if req.facets:
+            reply["facets"] = await self.facets(ranked.filters, req.facets, ranked.hits)
+        return reply
+
+    async def _rank(self, req: SearchRequest) -> Ranked:
+        """The request's relevant set: ``relevant_set`` hits by relevance, after every re-rank."""
+        pool = self.relevant_set
         if req.kind == "similar":
             row = await asyncio.to_thread(self.index.get, req.product_id, with_vectors=True)
             if row is None or row.get("deleted"):
                 raise NotFound(f"product {req.product_id!r} is not in the index", "product_id")
             vec = np.asarray(row["image_vec"], dtype=np.float32)
-            hits = await asyncio.to_thread(self.index.search, vec, "image_vec", req.filters, req.k,
+            hits = await asyncio.to_thread(self.index.search, vec, "image_vec", req.filters, pool,
                                            exclude_ids=(req.product_id,))
-        elif req.kind == "text":
-            hits, extra = await self.text_search(req.text or "", req.filters, req.k)
-        else:
-            image = await self._query_image(req)
-            analysis = await self._in_model(lambda: self.vision.analyse([image])[0])
-            if req.all_regions:
-                extra["regions"] = [{"box": list(r.box), "category": r.category, "score": round(r.score, 4)}
-                                    for r in analysis.regions]
-            pool = max(req.k, SEARCH_POOL) if analysis.category_probs is not None else req.k
-            if req.kind == "image_text":
-                hits, more = await self.modified_search(analysis, req.text or "", req.filters, req.k)
-                return {"results": [hit_json(h) for h in hits], "model_version": self.vision.model_version,
-                        **extra, **more}
-            hits = await asyncio.to_thread(self.index.search, analysis.image_vec, "image_vec", req.filters, pool)
-            if analysis.category_probs is not None and hits and not req.filters.category:
-                hits, pred = category_rerank(hits, analysis.category_probs, req.k,
-                                             getattr(self.vision, "fusion", FusionConfig()))
-                extra["predicted_category"] = prediction_json(pred, self.vision.model_version)
-            hits = hits[: req.k]
-        return {"results": [hit_json(h) for h in hits], "model_version": self.vision.model_version, **extra}
+            return Ranked(hits, {}, req.filters)
+        if req.kind == "text":
+            return await self.text_search(req.text or "", req.filters, req.k, pool=pool, explain=req.explain)
+        extra: dict[str, Any] = {}
+        image = await self._query_image(req)
+        analysis = await self._in_model(lambda: self.vision.analyse([image])[0])
+        if req.all_regions:
+            extra["regions"] = [{"box": list(r.box), "category": r.category, "score": round(r.score, 4)}
+                                for r in analysis.regions]
+        if req.kind == "image_text":
+            ranked = await self.modified_search(analysis, req.text or "", req.filters, req.k, pool=pool,
+                                                explain=req.explain)
+            ranked.extra = {**extra, **ranked.extra}
+            return ranked
+        hits = await asyncio.to_thread(self.index.search, analysis.image_vec, "image_vec", req.filters, pool)
+        if analysis.category_probs is not None and hits and not req.filters.category:
+            hits, pred = category_rerank(hits, analysis.category_probs, req.k,
+                                         getattr(self.vision, "fusion", FusionConfig()))
+            extra["predicted_category"] = prediction_json(pred, self.vision.model_version)
+        return Ranked(hits, extra, req.filters)
+
+    async def facets(self, filters: Filters, names: list[str], relevant: list[SearchHit]) -> dict[str, Any]:
+        """Facet counts over what ``filters`` match, exact up to ``facet_scan_limit`` products, else over
+        the relevant set (``workers.query.page``)."""
+        rows = await asyncio.to_thread(self.index.facet_rows, filters, names, self.facet_scan_limit)
+        exact = rows is not None
+        counted = rows if rows is not None else [h.fields for h in relevant]
+        return {"exact": exact, "counted_over": len(counted), "over": "filters" if exact else "relevant_set",
+                "counts": count_facets(counted, names, self.price_bands)}
 
     async def product(self, product_id: str) -> dict[str, Any]:
         """What the index holds for a product, never its vectors; ``NotFound`` when unknown or deleted."""
@@ -194,33 +259,44 @@ class QueryService:
             raise NotFound(f"product {product_id!r} is not in the index", "product_id")
         return product_json(row)
 
-    async def text_search(self, text: str, filters: Filters, k: int) -> tuple[list[SearchHit], dict[str, Any]]:
-        """Hybrid text search under the parsed filters, relaxed until ``k`` hits (``workers.query.text``)."""
+    async def text_search(self, text: str, filters: Filters, k: int, *, pool: int | None = None,
+                          explain: bool = False) -> Ranked:
+        """Hybrid text search under the parsed filters, relaxed until ``k`` hits (``workers.query.text``):
+        the best ``pool`` hits (default: the relevant set)."""
         vec = await self._in_model(lambda: self.vision.embed_text([text])[0])
         parsed = parse_query(text)
         plan = text_plan(parsed.filters(), parsed.boosts(), filters)
-        pool = max(k, SEARCH_POOL)
+        pool = max(k, pool or self.relevant_set)
         hits: list[SearchHit] = []
         relaxed: list[str] = []
+        attempt = filters
         for attempt, relaxed in plan.attempts():
             hits = await asyncio.to_thread(self.index.search_text, text, vec, attempt, pool, fusion=self.text_fusion)
             if len(hits) >= k:
                 break
+        signals: dict[str, dict[str, float]] = {}
+        if explain and hits and "fused" in hits[0].parts:
+            fusion = self.text_fusion
+            explained = await asyncio.to_thread(
+                self.index.score_parts, self.index.text_requests(text, vec, fusion), attempt, max(pool, fusion.pool),
+                fusion.method, rrf_k=fusion.rrf_k)
+            hits, signals = split_fused(hits, explained)
         applied = {g: v for g, v in plan.parsed_filters.items() if g not in relaxed}
         boosts = {**plan.boosts, **{g: plan.parsed_filters[g] for g in relaxed}}
-        hits = attribute_boost(hits, boosts)[:k]
+        hits = attribute_boost(hits, boosts)
         understood = {"attributes": parsed.attributes, "filters": applied, "relaxed": relaxed, "boosts": boosts,
                       "fuzzy": sorted(parsed.fuzzy)}
-        return hits, {"parsed": parsed.attributes, "understood": understood}
+        return Ranked(hits, {"parsed": parsed.attributes, "understood": understood}, attempt, signals)
 
-    async def modified_search(self, analysis: Any, modifier: str, filters: Filters, k: int, *,
-                              exclude_ids: tuple[str, ...] = ()) -> tuple[list[SearchHit], dict[str, Any]]:
-        """The photo's neighbourhood under the modifier's attribute changes (``workers.query.modifier``)."""
+    async def modified_search(self, analysis: Any, modifier: str, filters: Filters, k: int, *, pool: int | None = None,
+                              exclude_ids: tuple[str, ...] = (), explain: bool = False) -> Ranked:
+        """The photo's neighbourhood under the modifier's attribute changes (``workers.query.modifier``):
+        the best ``pool`` hits (default: the relevant set)."""
         parsed = parse_query(modifier)
-        pool = max(k, SEARCH_POOL)
+        pool = max(k, pool or self.relevant_set)
         reference = {g: (t.value, t.confidence) for g, t in analysis.tags.items()}
         prediction = None
-        near = await asyncio.to_thread(self.index.search, analysis.image_vec, "image_vec", filters, pool)
+        near = await asyncio.to_thread(self.index.search, analysis.image_vec, "image_vec", filters, max(k, SEARCH_POOL))
         if near and near[0].score >= NEAR_DUPLICATE:  # a catalogue product's own photo: its indexed attributes
             same = near[0].fields
             reference.update({g: (str(same.get(g, "")), 1.0) for g in ("article_type", "category", "colour", "gender")
@@ -232,17 +308,25 @@ class QueryService:
         plan = modifier_plan(parsed.attributes, reference, filters)
         hits: list[SearchHit] = []
         relaxed: list[str] = []
+        attempt = filters
+        subs = [SubRequest("visual", "image_vec", analysis.image_vec, 1 - COLOUR_WEIGHT),
+                SubRequest("colour", "colour_vec", analysis.colour_vec, COLOUR_WEIGHT)]
         for attempt, relaxed in plan.attempts():
             if plan.keeps_colour:
                 hits = await asyncio.to_thread(
-                    self.index.search_multi, {"image_vec": analysis.image_vec, "colour_vec": analysis.colour_vec},
-                    {"image_vec": 1 - COLOUR_WEIGHT, "colour_vec": COLOUR_WEIGHT}, attempt, pool + len(exclude_ids))
+                    self.index.search_multi, {s.field: s.data for s in subs}, {s.field: s.weight for s in subs},
+                    attempt, pool + len(exclude_ids))
                 hits = [h for h in hits if h.product_id not in exclude_ids]
             else:
                 hits = await asyncio.to_thread(self.index.search, analysis.image_vec, "image_vec", attempt, pool,
                                                exclude_ids=exclude_ids)
             if len(hits) >= k:
                 break
+        signals: dict[str, dict[str, float]] = {}
+        if explain and plan.keeps_colour and hits:
+            explained = await asyncio.to_thread(self.index.score_parts, subs, attempt,
+                                                self.index.multi_pool(pool + len(exclude_ids)), "weighted")
+            hits, signals = split_fused(hits, explained)
         category_known = "category" in plan.changes or "category" in plan.kept or bool(filters.category)
         if (not category_known or "category" in relaxed) and analysis.category_probs is not None and hits:
             # the kind of item is unsure: prefer the predicted category (a boost, a restriction only when sure)
@@ -254,7 +338,7 @@ class QueryService:
         more: dict[str, Any] = {"parsed": parsed.attributes, "understood": understood}
         if prediction is not None:
             more["predicted_category"] = prediction_json(prediction, self.vision.model_version)
-        return hits[:k], more
+        return Ranked(hits[:pool], more, attempt, signals)
 
     async def _query_image(self, req: SearchRequest) -> np.ndarray:
         from workers.vision.decode import decode_image

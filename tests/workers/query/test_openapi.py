@@ -44,6 +44,8 @@ ROW = {"product_id": "p0", "version": 3, "title": "Red shirt", "deleted": False,
 def test_real_replies_validate_against_the_reply_models() -> None:
     index = StubIndex(rows={"p0": ROW})
     for body in ({"request_id": "t", "kind": "text", "text": "red shirt"},
+                 {"request_id": "e", "kind": "text", "text": "red shirt", "explain": True, "facets": ["colour", "price"],
+                  "sort": "price_asc", "offset": 1, "k": 1},
                  {"request_id": "i", "kind": "image_text", "text": "in blue", "image": {"b64": _b64(PNG)}},
                  {"request_id": "r", "kind": "image", "image": {"b64": _b64(PNG)}, "all_regions": True},
                  {"request_id": "s", "kind": "similar", "product_id": "p0"}):

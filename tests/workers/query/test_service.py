@@ -73,7 +73,24 @@ class StubIndex:
     def search_text(self, text: str, vector: np.ndarray, filters: Any, k: int, *, fusion: Any,
                     exclude_ids: tuple[str, ...] = ()) -> list[SearchHit]:
         self.filters = filters
-        return self._answer("search_text", (text, k))
+        hits = self._answer("search_text", (text, k))
+        return [SearchHit(h.product_id, h.score, h.fields, {"fused": h.score}) for h in hits]
+
+    def text_requests(self, text: str, vector: np.ndarray, fusion: Any) -> list[Any]:
+        return ProductIndex.text_requests(self, text, vector, fusion)  # type: ignore[arg-type]
+
+    def score_parts(self, subs: Any, filters: Any, pool: int, method: str, *, rrf_k: int = 60,
+                    exclude_ids: tuple[str, ...] = ()) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
+        self.calls.append(("score_parts", (tuple(s.name for s in subs), pool, method)))
+        return {"p1": ({"bm25": 0.5, "dense": 0.4}, {"bm25_rank": 1.0, "dense_rank": 1.0})}
+
+    @staticmethod
+    def multi_pool(k: int) -> int:
+        return ProductIndex.multi_pool(k)
+
+    def facet_rows(self, filters: Any, fields: Any, limit: int) -> list[dict[str, Any]] | None:
+        self.calls.append(("facet_rows", (tuple(fields), limit)))
+        return [{"colour": "red", "price": 9.5}, {"colour": "blue", "price": 30.0}]
 
 
 class StubFetcher:
@@ -92,7 +109,8 @@ class StubFetcher:
 
 
 @pytest.mark.parametrize("double, real, names", [
-    (StubIndex, ProductIndex, ("get", "search", "search_multi", "search_text")),
+    (StubIndex, ProductIndex, ("get", "search", "search_multi", "search_text", "text_requests", "score_parts",
+                               "multi_pool", "facet_rows")),
     (StubFetcher, ImageFetcher, ("fetch",)),
 ])
 def test_the_doubles_keep_the_real_signatures(double: type, real: type, names: tuple[str, ...]) -> None:
@@ -156,7 +174,7 @@ def test_similar_query_excludes_the_product_itself() -> None:
     index = StubIndex(rows={"p0": {"image_vec": [1.0] * 32, "deleted": False}})
     reply, status = _ask(_service(index), {"request_id": "s1", "kind": "similar", "product_id": "p0", "k": 5})
     assert status == 200 and reply["ok"], reply
-    assert index.calls[-1] == ("search", ("image_vec", 5, ("p0",)))
+    assert index.calls[-1] == ("search", ("image_vec", 200, ("p0",)))  # the relevant set, then the page of 5
 
 
 # ------------------------------------------------------------------ the error table
@@ -299,3 +317,39 @@ def test_get_of_an_unknown_or_deleted_product_is_a_404(pid: str) -> None:
     reply, status = _ask(_service(index), {"request_id": "g", "kind": "get", "product_id": pid})
     assert (status, _error(reply)["code"], reply["error"]["field"]) == (404, "not_found", "product_id")
     assert reply["request_id"] == "g"
+
+
+def test_explain_splits_the_fused_score_and_the_parts_add_up() -> None:
+    index = StubIndex()
+    reply, status = _ask(_service(index), {"request_id": "x", "kind": "text", "text": "shirt", "explain": True})
+    assert status == 200, reply
+    first, second = reply["results"]
+    assert first["explain"]["parts"] == {"bm25": 0.5, "dense": 0.4} and first["explain"]["signals"]["bm25_rank"] == 1
+    assert second["explain"]["parts"] == {"unexplained": 0.8}  # the sub-searches alone did not find it
+    for hit in reply["results"]:
+        assert sum(hit["explain"]["parts"].values()) == pytest.approx(hit["score"], abs=1e-4)
+    assert ("score_parts", (("bm25", "dense"), 200, "rrf")) in index.calls
+    reply, _ = _ask(_service(index), {"request_id": "y", "kind": "text", "text": "shirt"})
+    assert "explain" not in reply["results"][0]  # only when asked: it costs two more searches
+
+
+def test_pages_are_slices_of_one_relevant_set_and_facets_are_counted() -> None:
+    index = StubIndex()
+    pages = [_ask(_service(index), {"request_id": "p", "kind": "text", "text": "shirt", "k": 1, "offset": o,
+                                    "facets": ["colour"]})[0] for o in (0, 1)]
+    assert [p["results"][0]["product_id"] for p in pages] == ["p1", "p2"]
+    assert pages[0]["page"] == {"offset": 0, "k": 1, "sort": "relevance", "relevant": 2, "more": True}
+    assert pages[1]["page"]["more"] is False
+    assert pages[0]["facets"]["exact"] and pages[0]["facets"]["counts"]["colour"] == [
+        {"value": "blue", "count": 1}, {"value": "red", "count": 1}]
+    reply, status = _ask(_service(index), {"request_id": "q", "kind": "text", "text": "shirt", "k": 10, "offset": 195})
+    assert status == 400 and reply["error"]["field"] == "offset"
+
+
+def test_facets_over_too_many_products_count_the_relevant_set_and_say_so() -> None:
+    index = StubIndex()
+    index.facet_rows = lambda filters, fields, limit: None  # type: ignore[method-assign]  # more than the limit
+    reply, status = _ask(_service(index), {"request_id": "f", "kind": "text", "text": "shirt", "facets": ["category"]})
+    assert status == 200, reply
+    assert reply["facets"] == {"exact": False, "counted_over": 2, "over": "relevant_set",
+                               "counts": {"category": [{"value": "apparel", "count": 2}]}}
