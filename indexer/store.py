@@ -331,18 +331,26 @@ class ProductIndex:
     def facet_rows(self, filters: Filters, fields: Sequence[str], limit: int) -> list[dict[str, Any]] | None:
         """The ``fields`` of every product under ``filters`` (one query), or None when more than ``limit``
         products match: the caller then counts facets over its relevant set instead."""
-        expr = build_filter(filters)
-        total = int(self._call("query", self.collection, filter=expr, output_fields=["count(*)"])[0]["count(*)"])
-        if total > limit:
-            return None
-        if total == 0:
-            return []
-        return list(self._call("query", self.collection, filter=expr, output_fields=list(fields), limit=total))
+        try:
+            return facet_rows(self._c(), self.collection, build_filter(filters), fields, limit)
+        except Exception as exc:
+            raise IndexUnavailable(f"Milvus query failed: {exc}"[:500]) from exc
 
     def count(self, *, include_deleted: bool = False) -> int:
         expr = "" if include_deleted else "deleted == false"
         res = self._call("query", self.collection, filter=expr, output_fields=["count(*)"])
         return int(res[0]["count(*)"])
+
+
+def facet_rows(client: Any, collection: str, expr: str, fields: Sequence[str], limit: int) -> list[dict[str, Any]] | None:
+    """``ProductIndex.facet_rows`` on a client and a filter expression: one query of at most ``limit`` + 1
+    rows' ``fields``; None when more than ``limit`` match. (No ``count(*)`` first: with a filter it
+    scans, 3.7 s over 100k rows on Milvus Lite, against 0.4-0.9 s for the rows themselves.) Bounded
+    consistency: counts may miss the last second's writes, and a real Milvus answers without waiting for
+    the next time tick (~200 ms under Strong). ``vitrine bench query`` times this same code."""
+    rows = client.query(collection, filter=expr or 'product_id != ""', output_fields=list(fields), limit=limit + 1,
+                        consistency_level="Bounded")
+    return None if len(rows) > limit else list(rows)
 
 
 def _hits(res: Any, part: str) -> list[SearchHit]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from streams.topics import TopicSet
@@ -23,31 +24,108 @@ def quiet_client_debug_logs() -> None:
             logger.setLevel(logging.INFO)
 
 
-def ensure_topics(bootstrap: str, topics: TopicSet, *, client_options: Mapping[str, Any] | None = None,
-                  timeout: float = 60.0) -> list[str]:
-    """Create every topic of ``topics`` that does not exist yet; return the names created."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
+@dataclass
+class TopicReport:
+    """What ``ensure_topics`` found and did, per topic name."""
+
+    created: list[str] = field(default_factory=list)
+    altered: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> the configs set
+    grown: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (partitions before, after)
+    drift: dict[str, list[str]] = field(default_factory=dict)  # name -> what differs and was left alone
+
+    def json(self) -> dict[str, Any]:
+        return {"created": self.created, "altered": self.altered,
+                "grown": {k: list(v) for k, v in self.grown.items()}, "drift": self.drift}
+
+
+def _admin(bootstrap: str, client_options: Mapping[str, Any] | None, timeout: float) -> Any:
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
 
     quiet_client_debug_logs()
     deadline = time.monotonic() + timeout
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, **dict(client_options or {}))
-            break
+            return KafkaAdminClient(bootstrap_servers=bootstrap, **dict(client_options or {}))
         except KafkaError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def describe_topics(admin: Any, names: list[str]) -> dict[str, dict[str, Any]]:
+    """{name: {"partitions": n, "replication": r, "configs": {...}}} for the topics that exist
+    (kafka-python 3's admin answers; ``configs`` holds the topic's own settings, not broker defaults)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+    from kafka.errors import UnknownTopicOrPartitionError
+
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        try:
+            metas = admin.describe_topics([name])
+        except UnknownTopicOrPartitionError:
+            continue
+        for meta in metas:
+            parts = meta.get("partitions") or []
+            if meta.get("error_code", 0) != 0 or not parts:
+                continue
+            replicas = parts[0].get("replica_nodes", parts[0].get("replicas", []))
+            out[meta.get("name", meta.get("topic"))] = {"partitions": len(parts), "replication": len(replicas),
+                                                        "configs": {}}
+    if out:
+        answer = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in out])
+        for name, entries in (answer.get("topic", {}) if isinstance(answer, dict) else {}).items():
+            if name in out:
+                out[name]["configs"] = {k: str(v.get("value")) for k, v in entries.items()}
+    return out
+
+
+def ensure_topics(bootstrap: str, topics: TopicSet, *, client_options: Mapping[str, Any] | None = None,
+                  timeout: float = 60.0, alter: bool = False, grow_partitions: bool = False) -> TopicReport:
+    """Create every topic of ``topics`` that does not exist, with its partitions, replication and configs.
+
+    Topics that exist are compared with their specs. With ``alter`` their configs are set to the specs'
+    (``vitrine topics ensure``); without it (a worker starting) a difference is only reported, as is a
+    partition count below the spec unless ``grow_partitions``: adding partitions moves products to other
+    partitions (the key's hash is taken modulo the count), so their old and new events are read in no
+    common order; the version guard keeps the index right, but it is an operator's decision. Fewer
+    partitions, or another replication factor, cannot be changed in place: reported as drift.
+    """
+    from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    report = TopicReport()
+    specs = {s.name: s for s in topics.specs()}
+    admin = _admin(bootstrap, client_options, timeout)
     try:
-        have = set(admin.list_topics())
-        new = [NewTopic(s.name, s.partitions, 1) for s in topics.specs() if s.name not in have]
+        have = describe_topics(admin, list(specs))
+        new = [NewTopic(s.name, s.partitions, s.replication, topic_configs=dict(s.configs))
+               for s in specs.values() if s.name not in have]
         if new:
             try:
                 admin.create_topics(new)
             except TopicAlreadyExistsError:
                 pass
-        return [t.name for t in new]
+            report.created = [t.name for t in new]
+        for name, now in have.items():
+            spec, drift = specs[name], []
+            wrong = {k: v for k, v in spec.configs.items() if now["configs"].get(k) != v}
+            if wrong and alter:
+                # AlterConfigs sets the whole dynamic config of the topic: ours, and every other one it has
+                admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=dict(spec.configs))])
+                report.altered[name] = wrong
+            elif wrong:
+                drift += [f"{k}={now['configs'].get(k)!r}, spec {v!r}" for k, v in wrong.items()]
+            if now["partitions"] < spec.partitions and grow_partitions:
+                admin.create_partitions({name: NewPartitions(spec.partitions)})
+                report.grown[name] = (now["partitions"], spec.partitions)
+            elif now["partitions"] != spec.partitions:
+                drift.append(f"{now['partitions']} partitions, spec {spec.partitions}")
+            if now["replication"] != spec.replication:
+                drift.append(f"replication {now['replication']}, spec {spec.replication}")
+            if drift:
+                report.drift[name] = drift
+        return report
     finally:
         admin.close()
 

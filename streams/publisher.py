@@ -127,8 +127,14 @@ class CatalogPublisher:
 
     def flush(self, timeout: float = 60.0) -> int:
         """Wait until the broker acknowledged every event sent so far; return how many."""
+        from kafka.errors import KafkaError
+
         producer = self._require()
-        producer.flush(timeout=timeout)
+        try:
+            producer.flush(timeout=timeout)
+        except KafkaError as exc:  # kafka-python raises from flush when the broker refused a batch
+            pending, self._pending = self._pending, []
+            raise PublishError(f"{len(pending)} events sent, the broker refused some: {exc!r}") from exc
         pending, self._pending = self._pending, []
         failed = [f for f in pending if f.failed() or not f.is_done]
         if failed:

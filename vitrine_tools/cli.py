@@ -6,6 +6,9 @@
   train, eval                  train the heads on the shared data; evaluate on its held-out split
   bench                        benchmarks that print figures (ingest, query, consume, gpu)
   chaos, soak                  crashes, outages and hostile inputs judged by the oracle; a long run
+  publish                      validate and publish a .jsonl or .csv catalogue file (backfills)
+  schema events                the JSON Schema of the catalogue events
+  topics ensure|describe       create or alter the topics to the settings (partitions, replication, compaction)
 
 vitrine COMMAND --help says more about each.
 """
@@ -20,7 +23,8 @@ import sys
 #: Modules that add subcommands: each defines ``register(subparsers)`` (parsers set ``func``).
 COMMAND_MODULES = ("workers.cli", "vitrine_tools.devstack.cli", "vitrine_tools.training.cli",
                    "vitrine_tools.training.eval_cli", "vitrine_tools.bench.cli", "vitrine_tools.chaos.cli",
-                   "vitrine_tools.openapi_cli")
+                   "vitrine_tools.openapi_cli", "vitrine_tools.schema_cli", "vitrine_tools.publish_cli",
+                   "vitrine_tools.topics_cli")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -64,7 +64,9 @@ def run_worker(kind: str) -> None:
              f"allowed under {settings.fetch_file_root}" if settings.fetch_allow_file else "not allowed")
     layout = layout_for(settings, vision)
     wait_for_broker(settings.kafka_bootstrap, settings.kafka_wait_s, client_options=settings.kafka_options())
-    ensure_topics(settings.kafka_bootstrap, settings.topics, client_options=settings.kafka_options())
+    topics = ensure_topics(settings.kafka_bootstrap, settings.topics, client_options=settings.kafka_options())
+    for name, drift in topics.drift.items():  # a worker never alters topics: `vitrine topics ensure` does
+        log.warning("topic %s differs from its spec: %s (vitrine topics ensure)", name, "; ".join(drift))
     if kind in ("ingest", "query"):
         from workers.metrics import watch_text_cache
 

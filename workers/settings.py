@@ -89,7 +89,10 @@ class Settings(BaseSettings):
     kafka_password: SecretStr | None = Field(None, description="SASL password (never printed)")
     kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signs the brokers' certificates (SSL, SASL_SSL)")
     topic_prefix: str = Field("vitrine", description="topic names are <prefix>.catalog.events, ...")
-    partitions: int = Field(4, description="partitions of each topic created by vitrine")
+    partitions: int = Field(4, ge=1, description="partitions of each topic created by vitrine")
+    replication_factor: int = Field(
+        1, ge=1, description="replicas of each topic created by vitrine (3 on a production cluster: "
+        "min.insync.replicas is then 2)")
     session_timeout_s: float = Field(10.0, description="consumer group session timeout")
     commit_interval_s: float = Field(0.5, description="ingest and index: how often acknowledged offsets are committed")
     kafka_wait_s: float = Field(
@@ -117,7 +120,7 @@ class Settings(BaseSettings):
         200, ge=10, le=16_384, description="hits every search ranks (the relevant set); offset + k must fit in it; "
         "Milvus caps one search at 16384")
     facet_scan_limit: int = Field(
-        16_384, ge=0, le=16_384, description="facets are exact counts over the filtered set up to this many rows "
+        10_000, ge=0, le=16_383, description="facets are exact counts over the filtered set up to this many rows "
         "(one Milvus query); above it they count the relevant set and say so (exact: false)")
     facet_price_bands: list[float] = Field(
         [25.0, 50.0, 100.0, 200.0, 500.0], description="edges of the price facet's bands, ascending (JSON list)")
@@ -202,7 +205,7 @@ class Settings(BaseSettings):
 
     @property
     def topics(self) -> TopicSet:
-        return TopicSet(self.topic_prefix, self.partitions)
+        return TopicSet(self.topic_prefix, self.partitions, self.replication_factor)
 
     def kafka_options(self) -> dict[str, Any]:
         """kafka-python keyword arguments for security (nothing for PLAINTEXT)."""

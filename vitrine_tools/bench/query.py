@@ -17,6 +17,48 @@ from typing import Any
 import numpy as np
 
 CATEGORIES = ("tshirt", "shirt", "top", "sweater", "outerwear", "dress", "skirt", "pants", "shorts", "shoes")
+COLOURS = ("black", "white", "blue", "red", "green", "grey", "navy blue", "pink", "brown", "beige", "yellow", "purple")
+FACETS = ("category", "colour", "brand", "price")
+
+
+def facet_costs(client: Any, name: str, queries: np.ndarray, k: int, relevant_set: int = 200, repeats: int = 30,
+                scan_limit: int = 10_000) -> list[dict[str, Any]]:
+    """What facets and the relevant set cost: the query worker's own facet code
+    (``indexer.store.facet_rows`` + ``workers.query.page.count_facets``) under filters of three
+    selectivities, and a search of ``relevant_set`` hits (what every query now ranks) against one
+    of ``k``. Medians and p99 over ``repeats`` runs each."""
+    from indexer.store import facet_rows
+    from workers.query.page import count_facets
+
+    cat = CATEGORIES[0]
+    cases = {"narrow (category, in stock, price < 50)": f'deleted == false and category == "{cat}" and in_stock == true '
+                                                         'and price < 50',
+             "category (1/10)": f'deleted == false and category == "{cat}"',
+             "none (above the scan limit: counted over the relevant set)": "deleted == false"}
+    out = []
+    for label, expr in cases.items():
+        lat, counted, exact = [], 0, True
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            rows = facet_rows(client, name, expr, FACETS, scan_limit)
+            if rows is not None:
+                count_facets(rows, FACETS, (25.0, 50.0, 100.0, 200.0, 500.0))
+            lat.append(time.perf_counter() - t0)
+            exact, counted = rows is not None, len(rows) if rows is not None else 0
+        a = np.asarray(lat)
+        out.append({"facets": label, "exact": exact, "rows_counted": counted,
+                    "p50_ms": round(float(np.percentile(a, 50)) * 1e3, 2), "p99_ms": round(float(np.percentile(a, 99)) * 1e3, 2)})
+    for limit in (k, relevant_set):
+        lat = []
+        for q in queries[:repeats * 2]:
+            t0 = time.perf_counter()
+            client.search(name, data=[q.tolist()], anns_field="image_vec", limit=limit, filter="deleted == false",
+                          output_fields=["category", "colour", "brand", "price"], consistency_level="Bounded")
+            lat.append(time.perf_counter() - t0)
+        a = np.asarray(lat)
+        out.append({"search_limit": limit, "p50_ms": round(float(np.percentile(a, 50)) * 1e3, 2),
+                    "p99_ms": round(float(np.percentile(a, 99)) * 1e3, 2)})
+    return out
 
 
 def synthetic(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -40,6 +82,8 @@ def build(client: Any, name: str, x: np.ndarray, cats: np.ndarray, index_type: s
     s.add_field("deleted", DataType.BOOL)
     s.add_field("in_stock", DataType.BOOL)
     s.add_field("price", DataType.DOUBLE)
+    s.add_field("colour", DataType.VARCHAR, max_length=64)
+    s.add_field("brand", DataType.VARCHAR, max_length=128)
     s.add_field("image_vec", DataType.FLOAT_VECTOR, dim=x.shape[1])
     idx = client.prepare_index_params()
     idx.add_index("image_vec", index_type=index_type, metric_type="COSINE", params=params)
@@ -48,7 +92,8 @@ def build(client: Any, name: str, x: np.ndarray, cats: np.ndarray, index_type: s
     step = 5000
     for i in range(0, len(x), step):
         rows = [{"product_id": f"p{j}", "category": CATEGORIES[cats[j]], "deleted": False, "in_stock": bool(j % 3),
-                 "price": float(j % 200), "image_vec": x[j].tolist()} for j in range(i, min(i + step, len(x)))]
+                 "price": float(j % 200), "colour": COLOURS[j % len(COLOURS)], "brand": f"brand{j % 97}",
+                 "image_vec": x[j].tolist()} for j in range(i, min(i + step, len(x)))]
         client.insert(name, rows)
     client.flush(name)
     client.load_collection(name)
@@ -115,7 +160,10 @@ def run(uri: str, sizes: tuple[int, ...], dim: int = 256, queries: int = 200, k:
         for r in rows:
             print(f"  ef={r['ef']:4d} filtered={r['filtered']!s:5s} {r['consistency']:7s} p50={r['p50_ms']}ms p99={r['p99_ms']}ms "
                   f"qps={r['qps']} recall@10={r['recall_at_10']}", flush=True)
-        report["sizes"][str(n)] = {"build_s": round(build_s, 1), "results": rows}
+        facets = facet_costs(client, name, qs, k)
+        for f in facets:
+            print(f"  {f}", flush=True)
+        report["sizes"][str(n)] = {"build_s": round(build_s, 1), "results": rows, "facets_and_pages": facets}
         client.drop_collection(name)
     client.close()
     return report

@@ -72,13 +72,17 @@ def sample_prices(rows: list[dict[str, str]]) -> dict[str, float]:
 
 def publish_sample(bootstrap: str, topic: str, rows: list[dict[str, str]]) -> int:
     from streams.publisher import CatalogPublisher
+    from vitrine_tools.publish import publish_rows
 
     pub = CatalogPublisher(bootstrap, topic).start()
     prices = sample_prices(rows)
-    for r in rows:
-        pub.upsert(r["product_id"], 1, title=r["title"], description=f"{r['label']}, photographed at home",
-                   brand="sample", price=prices[r["product_id"]], images=[f"file://{SAMPLE_DIR / r['image']}"],
-                   attributes={"category": r["category"]})
+    events = [(n, {"type": "upsert", "product_id": r["product_id"], "version": 1, "title": r["title"],
+                   "description": f"{r['label']}, photographed at home", "brand": "sample",
+                   "price": prices[r["product_id"]], "images": [f"file://{SAMPLE_DIR / r['image']}"],
+                   "attributes": {"category": r["category"]}}) for n, r in enumerate(rows, 1)]
+    summary = publish_rows(pub, events, topic=topic)  # the path of `vitrine publish`
+    if summary.error or summary.refused:
+        raise RuntimeError(f"publishing the sample failed: {summary.to_json()}")
     pub.send_raw("poison-json", b'{"schema_version": 1, "type": "upsert", "product_id": ')  # malformed JSON
     pub.upsert("poison-image", 1, title="missing photo", price=1.0, images=[f"file://{SAMPLE_DIR}/no-such.jpg"])
     pub.flush()

@@ -159,7 +159,7 @@ def product_json(row: dict[str, Any]) -> dict[str, Any]:
 class QueryService:
     def __init__(self, vision: VisionPipeline, index: ProductIndex, fetcher: ImageFetcher, *, max_pixels: int,
                  max_image_bytes: int, text_fusion: TextFusion | None = None, relevant_set: int = 200,
-                 facet_scan_limit: int = 16_384, price_bands: tuple[float, ...] = (25.0, 50.0, 100.0, 200.0, 500.0),
+                 facet_scan_limit: int = 10_000, price_bands: tuple[float, ...] = (25.0, 50.0, 100.0, 200.0, 500.0),
                  ) -> None:
         self.text_fusion = text_fusion or TextFusion()
         self.relevant_set = relevant_set  # hits every search ranks: workers.query.page
