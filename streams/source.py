@@ -39,7 +39,7 @@ from typing import Any
 
 from aiokafka.abc import ConsumerRebalanceListener
 
-__all__ = ["BatchSource", "Record"]
+__all__ = ["BatchSource", "PartitionProgress", "Record"]
 
 log = logging.getLogger("vitrine.source")
 
@@ -57,6 +57,22 @@ class Record:
 
     def ack(self) -> None:
         self._entry[1] = True
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionProgress:
+    """Where the group stands on one assigned partition (``BatchSource.progress``)."""
+
+    topic: str
+    partition: int
+    committed: int  # the group's committed offset: a restart reads from here
+    unacknowledged: int  # records handed out and not acknowledged yet (in flight)
+    end: int | None  # the log end offset (high watermark) as of the last fetch; None before one
+
+    @property
+    def lag(self) -> int | None:
+        """Records past the committed offset: not read yet, or read and not yet acknowledged."""
+        return None if self.end is None else max(0, self.end - self.committed)
 
 
 class _Partition:
@@ -117,6 +133,7 @@ class BatchSource:
         self._commit_lock = asyncio.Lock()
         self._committer: asyncio.Task[None] | None = None
         self._generation = 0  # bumped by every revocation: a batch fetched before it is not handed out
+        self._positions: dict[Any, int] = {}  # assigned partitions with no record handed out yet: their position
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -202,6 +219,7 @@ class BatchSource:
             await asyncio.sleep(self._commit_interval_s)
             try:
                 await self.commit()
+                await self._refresh_positions()
             except Exception as exc:  # never let the committer die silently: the next round retries
                 log.warning("commit round failed: %r", exc)
 
@@ -222,6 +240,38 @@ class BatchSource:
             self._parts.pop(tp, None)  # later acknowledgements of its records land in a dropped tracker
         if revoked:
             log.info("revoked %s", sorted(f"{tp.topic}/{tp.partition}" for tp in revoked))
+
+    async def _refresh_positions(self) -> None:
+        """The fetch position of every assigned partition that has handed out nothing yet (for ``progress``)."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        idle = [tp for tp in consumer.assignment() if tp not in self._parts]
+        positions = {}
+        for tp in idle:
+            try:
+                positions[tp] = await consumer.position(tp)
+            except Exception:  # noqa: BLE001 - a rebalance under way: the next round has it
+                pass
+        self._positions = positions
+
+    def progress(self) -> list[PartitionProgress]:
+        """Committed offset, records in flight and log end of every assigned partition: what the
+        workers export as ``vitrine_consumer_lag`` and ``vitrine_in_flight_events`` (read at scrape time)."""
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        out = []
+        for tp in sorted(consumer.assignment(), key=lambda t: (t.topic, t.partition)):
+            part = self._parts.get(tp)
+            if part is not None:
+                committed, unacked = part.committed, sum(1 for e in list(part.pending) if not e[1])
+            elif tp in self._positions:
+                committed, unacked = self._positions[tp], 0
+            else:
+                continue
+            out.append(PartitionProgress(tp.topic, tp.partition, committed, unacked, consumer.highwater(tp)))
+        return out
 
     def assignment(self) -> set[Any]:
         return set(self._consumer.assignment()) if self._consumer is not None else set()

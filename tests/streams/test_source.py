@@ -197,3 +197,32 @@ def test_a_batch_fetched_before_a_rebalance_is_not_handed_out_after_it() -> None
         assert await source.commit() == {tp0: 10, tp1: 10}  # from the records read again, not the stale ones
 
     asyncio.run(scenario())
+
+
+@pytest.mark.integration
+def test_progress_gives_the_lag_past_the_commit_and_what_is_in_flight(kafka: Any, unique_name: Any) -> None:
+    """What ``vitrine_consumer_lag`` and ``vitrine_in_flight_events`` export (``workers.metrics``)."""
+    from prometheus_client import generate_latest
+
+    from workers.metrics import watch_source
+
+    topic, group = unique_name("lag"), unique_name("grp")
+    make_topic(kafka.address, topic, 2, 6)
+
+    async def scenario() -> None:
+        a = await Reader(kafka.address, topic, group).start()
+        await until(lambda: len(a.got) == 12, what="12 records")
+        for r in a.of(0)[:4]:
+            r.ack()
+        await a.source.commit()
+        watch_source(a.source, "test-worker")
+        await until(lambda: all(p.end == 6 for p in a.source.progress()), what="the log ends")
+        by_part = {p.partition: p for p in a.source.progress()}
+        assert (by_part[0].committed, by_part[0].unacknowledged, by_part[0].lag) == (4, 2, 2)
+        assert (by_part[1].committed, by_part[1].unacknowledged, by_part[1].lag) == (0, 6, 6)
+        text = generate_latest().decode()
+        assert f'vitrine_consumer_lag{{group="{group}",partition="0",topic="{topic}"}} 2.0' in text
+        assert 'vitrine_in_flight_events{worker="test-worker"} 8.0' in text
+        await a.stop()
+
+    asyncio.run(scenario())

@@ -44,6 +44,9 @@ async def read_topic(app: Any, source: BatchSource, settings: Settings) -> None:
 
     await retry_until_done(join, f"joining the {source.group} group on {source.topic}",
                            give_up_after_s=settings.kafka_wait_s)
+    from workers.metrics import watch_source
+
+    watch_source(source, app.conf.id)
     reader = supervise(source.read_loop, app.conf.id, exit_tempfail)
     app.vitrine_ready["ok"] = True
     try:
