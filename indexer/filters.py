@@ -32,9 +32,13 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-def build_filter(filters: Filters, *, exclude_ids: tuple[str, ...] = ()) -> str:
-    """The expression for ``filters``: hot attributes as scalar equality, the rest on the JSON field."""
+def build_filter(filters: Filters, *, exclude_ids: tuple[str, ...] = (), main_only: bool = False) -> str:
+    """The expression for ``filters``: hot attributes as scalar equality, the rest on the JSON field.
+    ``main_only``: the product rows alone, not the rows of their further images (``indexer.schema``);
+    ``exclude_ids``: products left out, with every image."""
     parts = ["deleted == false"]
+    if main_only:
+        parts.append("image_index == 0")
     for name in HOT_ATTRIBUTES:
         value = getattr(filters, name)
         if value:
@@ -52,5 +56,5 @@ def build_filter(filters: Filters, *, exclude_ids: tuple[str, ...] = ()) -> str:
     if filters.in_stock is not None:
         parts.append(f"in_stock == {'true' if filters.in_stock else 'false'}")
     if exclude_ids:
-        parts.append(f"product_id not in [{', '.join(quote(i) for i in exclude_ids)}]")
+        parts.append(f"item not in [{', '.join(quote(i) for i in exclude_ids)}]")
     return " and ".join(parts)

@@ -38,6 +38,7 @@ class Held:
 
     version: int
     deleted: bool
+    images: int = 1  # image_count: the product row and images - 1 image rows
 
 
 @dataclass(frozen=True)

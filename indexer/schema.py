@@ -15,6 +15,16 @@ attribute words) is a VARCHAR with an analyzer (standard tokenizer, lower case, 
 words are kept apart in ``attr_text``, so a patch of the title or brand can rebuild ``search_text``
 (``compose_search_text``). Milvus 2.3.5 (the ``milvus`` wheel) has no BM25: ``lexical=False`` there.
 
+**Every image of a product** (``IndexLayout.image_rows``): the first image lives in the product's
+row (primary key = the product id, as before: the version guard, get-by-id and patches address it);
+image i >= 1 gets a row of its own, primary key ``<product id>#<i>`` (``image_row_id``), a copy of the
+product's fields with its own ``image_vec``, ``colour_vec`` and ``image_uri``, an empty ``search_text``
+and ``image_index = i``. Every row carries ``item`` (the product id): photo searches group by it
+(Milvus ``group_by``), so a product appears once, by its best-matching image; text searches, facets
+and counts read the product rows only (``image_index == 0``). The product row holds ``image_count``
+and the list ``images``. ``indexer.store.ProductIndex.apply`` keeps the image rows in step with the
+product row (the product row is written last, so a crash before it replays the whole product).
+
 Convention: vectors are L2-normalised and compared by COSINE; larger score = more similar.
 """
 
@@ -34,7 +44,16 @@ VECTOR_FIELDS = ("image_vec", "colour_vec", "text_vec")
 SCALAR_OUTPUT = (
     "product_id", "version", "title", "brand", "price", "currency", "in_stock", "category",
     "article_type", "colour", "gender", "usage", "season", "image_uri", "event_time", "model_version",
+    "item", "image_index",
 )
+#: The per-image vector fields: an image row has its own; ``text_vec`` is the product's, copied.
+IMAGE_VECTORS = ("image_vec", "colour_vec")
+MAX_IMAGES = 16
+
+
+def image_row_id(product_id: str, index: int) -> str:
+    """The primary key of a product's image ``index`` (>= 1; image 0 is the product's own row)."""
+    return f"{product_id}#{index}"
 _VARCHAR = {
     "attr_text": 1024,
     "title": 512, "description": 8192, "brand": 128, "currency": 8, "image_uri": 2048, "model_version": 256,
@@ -87,7 +106,7 @@ class IndexLayout:
 
     @property
     def collection(self) -> str:
-        shape = f"{self.model_version}|{sorted(self.dims.items())}" + ("|bm25" if self.lexical else "")
+        shape = f"{self.model_version}|{sorted(self.dims.items())}" + ("|bm25" if self.lexical else "") + "|images"
         digest = hashlib.sha1(shape.encode()).hexdigest()[:12]
         return f"{self.alias}_{digest}"
 
@@ -95,7 +114,11 @@ class IndexLayout:
         from pymilvus import DataType
 
         s = client.create_schema(auto_id=False, enable_dynamic_field=False, description=self.model_version)
-        s.add_field("product_id", DataType.VARCHAR, is_primary=True, max_length=128)
+        s.add_field("product_id", DataType.VARCHAR, is_primary=True, max_length=160)  # or <id>#<image>
+        s.add_field("item", DataType.VARCHAR, max_length=128)  # the product id, on every image row
+        s.add_field("image_index", DataType.INT64)
+        s.add_field("image_count", DataType.INT64)
+        s.add_field("images", DataType.JSON)  # the product row: every image URI, in order
         s.add_field("version", DataType.INT64)
         s.add_field("deleted", DataType.BOOL)
         s.add_field("event_time", DataType.DOUBLE)
@@ -139,14 +162,20 @@ class IndexLayout:
             return None
         if rec.model_version != self.model_version:
             return "model_version_mismatch"
-        for name, dim in self.dims.items():
-            vec = rec.vectors.get(name)
-            if vec is None:
-                return "vector_missing"
-            if vec.shape != (dim,):
-                return "vector_dimension_mismatch"
-            if not np.isfinite(vec).all():
-                return "vector_not_finite"
+        images = [rec.vectors, *(vecs for _, vecs in rec.extra_images)]
+        if len(images) > MAX_IMAGES:
+            return "too_many_images"
+        for n, vectors in enumerate(images):
+            for name, dim in self.dims.items():
+                if n and name not in IMAGE_VECTORS:
+                    continue
+                vec = vectors.get(name)
+                if vec is None:
+                    return "vector_missing"
+                if vec.shape != (dim,):
+                    return "vector_dimension_mismatch"
+                if not np.isfinite(vec).all():
+                    return "vector_not_finite"
         return None
 
     def full_row(self, rec: IndexRecord) -> dict[str, Any]:
@@ -154,6 +183,10 @@ class IndexLayout:
         f = rec.fields
         row: dict[str, Any] = {
             "product_id": rec.product_id,
+            "item": rec.product_id,
+            "image_index": 0,
+            "image_count": 1 + len(rec.extra_images) if rec.op == "upsert" else 1,
+            "images": [str(f.get("image_uri", "")), *(uri for uri, _ in rec.extra_images)] if rec.op == "upsert" else [],
             "version": rec.version,
             "deleted": rec.op == "delete",
             "event_time": rec.occurred_at,
@@ -176,7 +209,22 @@ class IndexLayout:
                     raise ValueError(f"{rec.product_id}: vector {name} missing or not ({dim},)")
                 vec = _placeholder(rec.product_id, dim)
             row[name] = vec.astype(np.float32).tolist()
+        if rec.op == "upsert" and rec.extra_images:  # taken out by ProductIndex.apply, never written as is
+            row[EXTRA_IMAGES] = [(uri, {k: np.asarray(v, np.float32).tolist() for k, v in vecs.items()})
+                                 for uri, vecs in rec.extra_images]
         return row
+
+    @staticmethod
+    def image_rows(product_row: dict[str, Any], extra: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The image rows of a product row: its fields, each image's own vectors and URI, no BM25 text."""
+        out = []
+        for i, (uri, vecs) in enumerate(extra, 1):
+            row = {**product_row, "product_id": image_row_id(product_row["product_id"], i), "image_index": i,
+                   "image_uri": uri[: _VARCHAR["image_uri"]], "images": [], **{k: vecs[k] for k in IMAGE_VECTORS}}
+            if "search_text" in row:
+                row["search_text"] = ""
+            out.append(row)
+        return out
 
     @staticmethod
     def scalar_update(rec: IndexRecord) -> dict[str, Any]:
@@ -184,6 +232,7 @@ class IndexLayout:
         update: dict[str, Any] = {"version": rec.version, "event_time": rec.occurred_at, "indexed_at": time.time()}
         if rec.op == "delete":
             update["deleted"] = True
+            update["image_count"] = 1  # ProductIndex.apply deletes the image rows
             return update
         for name, value in rec.fields.items():
             if name in ("price",):
@@ -193,6 +242,10 @@ class IndexLayout:
             elif name in _VARCHAR and name != "attr_text":
                 update[name] = str(value)[: _VARCHAR[name]]
         return update
+
+
+#: The key under which ``full_row`` hands an upsert's further images to ``ProductIndex.apply``.
+EXTRA_IMAGES = "_extra_images"
 
 
 def _placeholder(product_id: str, dim: int) -> np.ndarray:

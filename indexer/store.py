@@ -32,7 +32,7 @@ import numpy as np
 from indexer.exceptions import IndexUnavailable, ModelMismatch
 from indexer.filters import build_filter, quote
 from indexer.guard import PATCH_UNKNOWN, Held, Outcome, plan_writes
-from indexer.schema import SCALAR_OUTPUT, IndexLayout, compose_search_text
+from indexer.schema import EXTRA_IMAGES, IMAGE_VECTORS, SCALAR_OUTPUT, IndexLayout, compose_search_text, image_row_id
 from streams.codecs import IndexRecord
 from streams.schema import Filters
 
@@ -165,8 +165,9 @@ class ProductIndex:
         if not product_ids:
             return {}
         expr = f"product_id in [{', '.join(quote(p) for p in set(product_ids))}]"
-        rows = self._call("query", self.collection, filter=expr, output_fields=["version", "deleted"])
-        return {r["product_id"]: Held(int(r["version"]), bool(r["deleted"])) for r in rows}
+        rows = self._call("query", self.collection, filter=expr, output_fields=["version", "deleted", "image_count"])
+        return {r["product_id"]: Held(int(r["version"]), bool(r["deleted"]), int(r.get("image_count") or 1))
+                for r in rows}
 
     #: Seconds before each re-read of a batch whose guard read left a patch without its product.
     CONFIRM_UNKNOWN_S = (0.2, 1.0)
@@ -196,14 +197,51 @@ class ProductIndex:
                                    self.layout.refusal)
         if self.layout.lexical:
             self._rebuild_search_text(plan.full_rows, plan.partial_rows)
+        self._write_images(plan.full_rows, plan.partial_rows, held)  # before the product rows: see below
         if plan.full_rows:
             self._call("upsert", self.collection, list(plan.full_rows.values()))
-        by_keys: dict[frozenset[str], list[dict[str, Any]]] = {}
-        for row in plan.partial_rows.values():
-            by_keys.setdefault(frozenset(row), []).append(row)
-        for rows in by_keys.values():
-            self._call("upsert", self.collection, rows, partial_update=True)
+        self._upsert_partial(list(plan.partial_rows.values()))
         return plan.outcomes
+
+    def _upsert_partial(self, rows: list[dict[str, Any]]) -> None:
+        by_keys: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for row in rows:
+            by_keys.setdefault(frozenset(row), []).append(row)
+        for group in by_keys.values():
+            self._call("upsert", self.collection, group, partial_update=True)
+
+    def _write_images(self, full_rows: dict[str, dict[str, Any]], partial_rows: dict[str, dict[str, Any]],
+                      held: dict[str, Held]) -> None:
+        """Bring each written product's image rows (``indexer.schema``) to its new state, before its
+        product row is written: an upsert's further images as full rows, the image rows it no longer
+        has (fewer images than the version held) deleted, a patch's fields on every image row, a delete's
+        image rows deleted. The product row, written after, is what the version guard reads: a crash
+        before it leaves the old version there, so the replay redoes all of this (upserts and deletes by
+        primary key are idempotent) and no image row outlives its product or mixes two versions for
+        longer than that replay takes."""
+        upserts: list[dict[str, Any]] = []
+        partial: list[dict[str, Any]] = []
+        gone: list[str] = []
+        for pid, row in full_rows.items():
+            extra = row.pop(EXTRA_IMAGES, [])
+            before = held[pid].images if pid in held else 1
+            if row.get("deleted"):
+                extra = []
+                row["image_count"], row["images"] = 1, []
+            upserts += self.layout.image_rows(row, extra)
+            gone += [image_row_id(pid, i) for i in range(1 + len(extra), before)]
+        for pid, update in partial_rows.items():
+            before = held[pid].images if pid in held else 1
+            if update.get("deleted"):
+                gone += [image_row_id(pid, i) for i in range(1, before)]
+                continue
+            fields = {k: v for k, v in update.items() if k not in ("product_id", "search_text")}
+            partial += [{**fields, "product_id": image_row_id(pid, i)} for i in range(1, before)]
+        if gone:
+            self._call("delete", self.collection, ids=gone)
+        if upserts:
+            self._call("upsert", self.collection, upserts)
+        self._upsert_partial(partial)
 
     def _rebuild_search_text(self, full_rows: dict[str, dict[str, Any]], partial_rows: dict[str, dict[str, Any]]) -> None:
         """``search_text`` from each written row's final title, brand and attribute words: a patch folded
@@ -236,7 +274,7 @@ class ProductIndex:
     # ------------------------------------------------------------------ reads
 
     def get(self, product_id: str, *, with_vectors: bool = False) -> dict[str, Any] | None:
-        fields = [*SCALAR_OUTPUT, "deleted", "attributes", "indexed_at", "description"]
+        fields = [*SCALAR_OUTPUT, "deleted", "attributes", "indexed_at", "description", "images", "image_count"]
         if with_vectors:
             fields += list(self.layout.dims)
         rows = self._call("get", self.collection, ids=[product_id], output_fields=fields)
@@ -245,10 +283,15 @@ class ProductIndex:
     def search(
         self, vector: np.ndarray, field: str, filters: Filters, k: int, *, exclude_ids: tuple[str, ...] = (),
     ) -> list[SearchHit]:
-        expr = build_filter(filters, exclude_ids=exclude_ids)
+        """The ``k`` products nearest ``vector`` in ``field``: by their best-matching image (grouped by
+        product) for the image fields, by their product row for ``text_vec``."""
+        per_image = field in IMAGE_VECTORS
+        expr = build_filter(filters, exclude_ids=exclude_ids, main_only=not per_image)
+        group = {"group_by_field": "item", "group_size": 1} if per_image else {}
         res = self._call(
             "search", self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()], anns_field=field,
             filter=expr, limit=k, output_fields=list(SCALAR_OUTPUT), search_params=self.layout.search_params(),
+            **group,
         )
         return _hits(res, PART.get(field, field))
 
@@ -258,15 +301,15 @@ class ProductIndex:
         if not self.layout.lexical:
             raise IndexUnavailable(f"collection {self.collection} has no lexical field (Milvus without BM25)")
         res = self._call("search", self.collection, data=[text], anns_field="text_sparse",
-                         filter=build_filter(filters, exclude_ids=exclude_ids), limit=k,
+                         filter=build_filter(filters, exclude_ids=exclude_ids, main_only=True), limit=k,
                          output_fields=list(SCALAR_OUTPUT), search_params={"metric_type": "BM25"})
         return _lexical_hits(res)
 
     def search_text(self, text: str, vector: np.ndarray, filters: Filters, k: int, *, fusion: TextFusion,
                     exclude_ids: tuple[str, ...] = ()) -> list[SearchHit]:
         """Hybrid text search: BM25 over ``search_text`` and the dense ``text_vec`` fused by Milvus
-        (``fusion``: RRF or weighted); dense alone where the collection has no lexical field."""
-        expr = build_filter(filters, exclude_ids=exclude_ids)
+        (``fusion``: RRF or weighted); dense alone where the collection has no lexical field. Product rows only."""
+        expr = build_filter(filters, exclude_ids=exclude_ids, main_only=True)
         if not self.layout.lexical or fusion.bm25_weight <= 0:
             return self.search(vector, "text_vec", filters, k, exclude_ids=exclude_ids)
         from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
@@ -309,10 +352,12 @@ class ProductIndex:
     def search_multi(
         self, vectors: dict[str, np.ndarray], weights: dict[str, float], filters: Filters, k: int,
     ) -> list[SearchHit]:
-        """Weighted fusion of several vector fields (e.g. a photo plus a text modifier)."""
+        """Weighted fusion of several vector fields (e.g. a photo plus a text modifier), over the product
+        rows (their first images: Milvus fuses rows, and one image's shape with another's colour would
+        be no product's look)."""
         from pymilvus import AnnSearchRequest, WeightedRanker
 
-        expr = build_filter(filters)
+        expr = build_filter(filters, main_only=True)
         names = list(vectors)
         reqs = [
             AnnSearchRequest([np.asarray(vectors[n], dtype=np.float32).tolist()], n,
@@ -332,12 +377,12 @@ class ProductIndex:
         """The ``fields`` of every product under ``filters`` (one query), or None when more than ``limit``
         products match: the caller then counts facets over its relevant set instead."""
         try:
-            return facet_rows(self._c(), self.collection, build_filter(filters), fields, limit)
+            return facet_rows(self._c(), self.collection, build_filter(filters, main_only=True), fields, limit)
         except Exception as exc:
             raise IndexUnavailable(f"Milvus query failed: {exc}"[:500]) from exc
 
     def count(self, *, include_deleted: bool = False) -> int:
-        expr = "" if include_deleted else "deleted == false"
+        expr = "image_index == 0" if include_deleted else "deleted == false and image_index == 0"
         res = self._call("query", self.collection, filter=expr, output_fields=["count(*)"])
         return int(res[0]["count(*)"])
 
@@ -354,10 +399,13 @@ def facet_rows(client: Any, collection: str, expr: str, fields: Sequence[str], l
 
 
 def _hits(res: Any, part: str) -> list[SearchHit]:
+    """Hits by product: ``item`` is the product id on every row (an image row's own key is ``<id>#<i>``)."""
     out = []
     for h in res[0]:
-        score = float(h["distance"])
-        out.append(SearchHit(str(h.get("id", h.get("product_id"))), score, dict(h["entity"]), {part: score}))
+        score, entity = float(h["distance"]), dict(h["entity"])
+        pid = str(entity.get("item") or h.get("id", h.get("product_id")))
+        entity["product_id"] = pid
+        out.append(SearchHit(pid, score, entity, {part: score}))
     return out
 
 

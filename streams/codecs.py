@@ -48,6 +48,9 @@ class IndexRecord:
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (D,) float32
     model_version: str = ""
     source: SourceRef | None = None
+    #: the product's images after the first, in order: (uri, {"image_vec": ..., "colour_vec": ...});
+    #: the first image's vectors are ``vectors`` (with the product's ``text_vec``)
+    extra_images: tuple[tuple[str, dict[str, np.ndarray]], ...] = ()
 
 
 def encode_record(rec: IndexRecord) -> bytes:
@@ -63,6 +66,9 @@ def encode_record(rec: IndexRecord) -> bytes:
     }
     if rec.source is not None:
         doc["source"] = [rec.source.topic, rec.source.partition, rec.source.offset]
+    if rec.extra_images:
+        doc["extra_images"] = [{"uri": uri, "vectors": {k: encode_vector(v) for k, v in vecs.items()}}
+                               for uri, vecs in rec.extra_images]
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
@@ -84,6 +90,8 @@ def decode_record(data: bytes) -> IndexRecord:
             vectors={k: decode_vector(v) for k, v in (doc.get("vectors") or {}).items()},
             model_version=str(doc.get("model_version", "")),
             source=SourceRef(src[0], int(src[1]), int(src[2])) if src else None,
+            extra_images=tuple((str(img["uri"]), {k: decode_vector(v) for k, v in img["vectors"].items()})
+                               for img in (doc.get("extra_images") or [])),
         )
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise InvalidEvent("bad_enriched_record", f"not an index record: {exc!r}"[:300]) from None

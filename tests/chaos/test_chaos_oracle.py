@@ -201,3 +201,33 @@ def test_the_run_fails_when_a_restart_failed_or_a_kind_got_fewer_kills_than_aske
     assert verdict_problems(False, clean, {}, 3) and verdict_problems(True, {**clean, "worker_crashes": 1}, {}, 3)
     assert verdict_problems(True, clean, {"milvus_outage": {"committed_while_down": True}}, 3)
     assert verdict_problems(True, clean, {"s3_outage": {"problem": "dead-lettered as s3_unavailable"}}, 3)
+
+
+def test_image_rows_are_checked_and_orphans_and_missing_images_are_named() -> None:
+    def multi(pid: str, v: int, *images: str) -> bytes:
+        doc = json.loads(ev("upsert", pid, v))
+        doc["images"] = list(images)
+        return json.dumps(doc).encode()
+
+    exp = expected_index(log(multi("m", 1, "file:///i/m0", "file:///i/m1", "file:///i/m2"),
+                             multi("m", 2, "file:///i/m0", "file:///i/m1"),  # shrinks to two images
+                             multi("g", 1, "file:///i/g0", "file:///i/g1"), ev("delete", "g", 2),
+                             multi("x", 1, "file:///i/x0", "file:///i/missing")), no_bad_images)
+    assert exp.outcome[(0, 4)] == "dlq:not_found"  # any image that cannot be had refuses the upsert
+    good = snapshot_of(exp)
+    row = {"version": 2, "deleted": False, "image_uri": "file:///i/m1", "image_index": 1,
+           **exp.products["m"].fields}
+    good.image_rows = {"m": [row]}
+    dlq = [DeadLetterRef(0, 4, "not_found", "fetch")]
+    v = judge(exp, good, dlq)
+    assert v.ok and v.image_rows_checked == 1, v.explain()
+
+    orphan = {**row, "version": 1, "image_uri": "file:///i/m2", "image_index": 2}
+    damaged = snapshot_of(exp)
+    damaged.image_rows = {"m": [row, orphan], "g": [{**row, "version": 1, "image_uri": "file:///i/g1"}]}
+    v = judge(exp, damaged, dlq)
+    assert len(v.orphan_image_rows) == 2 and not v.ok
+    assert v.orphan_image_rows[0].startswith("g#1") and v.orphan_image_rows[1].startswith("m#2")
+    missing = snapshot_of(exp)
+    v = judge(exp, missing, dlq)
+    assert v.lost == ["m#1: image row missing ('file:///i/m1', v2)"]

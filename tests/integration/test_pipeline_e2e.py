@@ -484,3 +484,49 @@ def test_explanations_add_up_to_the_score_on_the_real_index(h: Harness, shelf: d
             parts = hit["explain"]["parts"]
             assert "visual" in parts and "unexplained" not in parts, hit
             assert sum(parts.values()) == pytest.approx(hit["score"], abs=1e-4)
+
+
+@pytest.mark.api
+def test_every_image_is_searchable_and_a_shrinking_upsert_leaves_no_orphan(h: Harness) -> None:
+    brand = f"i{uuid.uuid4().hex[:8]}"
+    multi, other = (f"{p}-{uuid.uuid4().hex[:8]}" for p in ("multi", "other"))
+    front, back, third, elsewhere = 0, 7, 11, 3
+    h.upsert(multi, 1, front, brand=brand, images=[h.image(front), h.image(back), h.image(third)])
+    h.upsert(other, 1, elsewhere, brand=brand)
+    h.pub.flush()
+    h.wait_version(multi, 1)
+    h.wait_version(other, 1)
+
+    def rows(pid: str) -> list[dict[str, Any]]:
+        return h.index._c().query(h.index.collection, filter=f'item == "{pid}"',
+                                  output_fields=["image_index", "version", "deleted", "price", "image_uri"])
+
+    assert sorted(r["image_index"] for r in rows(multi)) == [0, 1, 2]
+    photo = base64.b64encode(Path(h.image(back)[7:]).read_bytes()).decode()
+    status, reply = h.http({"request_id": "b", "kind": "image", "image": {"b64": photo}, "k": 5,
+                            "filters": {"brand": brand}})
+    assert status == 200, reply
+    ids = [r["product_id"] for r in reply["results"]]
+    assert ids[0] == multi and ids.count(multi) == 1, ids  # found by its second photo, once
+    assert reply["results"][0]["image_uri"] == h.image(back) and reply["results"][0]["image_index"] == 1
+    product = h.client.search({"kind": "get", "product_id": multi})["product"]
+    assert product["images"] == [h.image(front), h.image(back), h.image(third)] and product["image_count"] == 3
+
+    h.pub.patch(multi, 2, price=7.5)
+    h.pub.flush()
+    h.wait_version(multi, 2)
+    assert {(r["version"], r["price"]) for r in rows(multi)} == {(2, 7.5)}  # every image row patched
+
+    h.upsert(multi, 3, front, brand=brand, images=[h.image(front)])  # fewer images
+    h.pub.flush()
+    h.wait_version(multi, 3)
+    assert [(r["image_index"], r["version"]) for r in rows(multi)] == [(0, 3)]  # no orphan image row
+    status, reply = h.http({"request_id": "b2", "kind": "image", "image": {"b64": photo}, "k": 5,
+                            "filters": {"brand": brand}})
+    assert status == 200 and all(r.get("image_index", 0) == 0 for r in reply["results"]), reply
+
+    h.upsert(multi, 4, front, brand=brand, images=[h.image(front), h.image(back)])
+    h.pub.delete(multi, 5)
+    h.pub.flush()
+    h.wait_version(multi, 5)
+    assert [(r["image_index"], r["deleted"]) for r in rows(multi)] == [(0, True)]  # the tombstone alone

@@ -50,6 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     tq.add_argument("--queries", type=int, default=200)
     tq.add_argument("--json", default="bench-text.json")
     tq.set_defaults(func=_text)
+    im = which.add_parser("images", help="every image of a product against one image per product: rows, writes, search")
+    im.add_argument("--products", type=int, default=20_000)
+    im.add_argument("--images", type=int, default=3, help="images per product in the second collection")
+    im.add_argument("--queries", type=int, default=200)
+    im.add_argument("--milvus-uri", help="a running Milvus (default: start a Milvus Lite server)")
+    im.add_argument("--json", default="bench-images.json")
+    im.set_defaults(func=_images)
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -111,6 +118,16 @@ def _query(args: argparse.Namespace) -> int:
                            params={"M": args.m, "efConstruction": 200} if args.index_type == "HNSW" else {})
     Path(args.json).write_text(json.dumps(report, indent=1))
     query.plot(report, Path(args.plot))
+    return 0
+
+
+def _images(args: argparse.Namespace) -> int:
+    from vitrine_tools.bench import image_rows
+
+    with _milvus(args.milvus_uri) as uri:
+        report = image_rows.run(uri, args.products, args.images, args.queries)
+    Path(args.json).write_text(json.dumps(report, indent=1))
+    print(json.dumps(report))
     return 0
 
 

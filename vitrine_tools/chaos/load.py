@@ -65,7 +65,12 @@ class CatalogueLoad:
                 "brand": self.rng.choice(["acme", "north", "kite"]), "price": round(self.rng.uniform(5, 200), 2),
                 "currency": "EUR", "in_stock": self.rng.random() < 0.8,
                 "attributes": {"category": self.rng.choice(["shoes", "dress", "t-shirt", "pants"])},
-                "images": [self.rng.choice(self.image_uris)]}
+                "images": self._images()}
+
+    def _images(self) -> list[str]:
+        """One image mostly; two or three for a third of the upserts (every image gets a row)."""
+        n = 1 if self.rng.random() < 0.67 else self.rng.randint(2, 3)
+        return self.rng.sample(self.image_uris, min(n, len(self.image_uris)))
 
     def _event(self) -> tuple[str, bytes]:
         r = self.rng.random()

@@ -8,8 +8,8 @@ partition, so offset order is publish order) with the rules of the system:
 
 - an invalid record goes to the DLQ with the reason ``parse_event`` gives;
 - an event whose version is not newer than the product's current version is ``superseded``;
-- an upsert whose image cannot be fetched or decoded goes to the DLQ with that reason
-  (``image_reason(uri)``) and changes nothing;
+- an upsert any of whose images cannot be fetched or decoded goes to the DLQ with the reason of
+  the first such image (``image_reason(uri)``) and changes nothing;
 - a patch of a product never indexed goes to the DLQ as ``patch_of_unknown_product``, a patch of a
   deleted product as ``patch_of_deleted_product``; otherwise it changes only the fields it names
   (the vectors stay those of the last upsert) and takes the product to its version;
@@ -37,7 +37,10 @@ Verdict (``judge``), per product and per record:
 - ``wrong_vectors``: a row whose image is not the image of the upsert its version derives from
   (``image_uri``), or whose ``image_vec`` is not that image's vector (when reference vectors are given);
 - ``unaccounted``: a record that should be in the DLQ and is neither there nor superseded;
-- ``unexpected_dlq``: a record in the DLQ that should not be, or with another reason.
+- ``unexpected_dlq``: a record in the DLQ that should not be, or with another reason;
+- ``orphan_image_rows``: an image row (``<id>#<i>``, ``indexer.schema``) that the product's expected
+  state does not have (an image index past its image count, any image row of a deleted product) or
+  that holds another version or image; a missing image row counts as ``lost``.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ class ProductState:
     deleted: bool
     fields: dict[str, Any]
     image_uri: str  # image of the upsert the vectors come from
+    images: list[str] = field(default_factory=list)  # every image of that upsert: rows 0..n-1
 
 
 @dataclass
@@ -133,16 +137,16 @@ def expected_index(records: Iterable[Published], image_reason: Callable[[str], s
         now = exp.products.get(pid)
         if now is not None and ev.version <= now.version:
             exp.outcome[where] = SUPERSEDED
-            if isinstance(ev, UpsertEvent) and (reason := image_reason(ev.images[0])) is not None:
+            if isinstance(ev, UpsertEvent) and (reason := _images_reason(ev, image_reason)) is not None:
                 exp.may_be_dlq[where] = reason  # refused by the ingest worker before any version check
             continue
         result = INDEXED
         if isinstance(ev, UpsertEvent):
-            reason = image_reason(ev.images[0])
+            reason = _images_reason(ev, image_reason)
             if reason is not None:
                 result = f"dlq:{reason}"
             else:
-                exp.products[pid] = ProductState(ev.version, False, _upsert_fields(ev), ev.images[0])
+                exp.products[pid] = ProductState(ev.version, False, _upsert_fields(ev), ev.images[0], list(ev.images))
                 exp.ever_upserted.add(pid)
         elif isinstance(ev, PatchEvent):
             if now is None:
@@ -162,6 +166,12 @@ def expected_index(records: Iterable[Published], image_reason: Callable[[str], s
         if result.startswith("dlq:"):
             pending_dlq.setdefault(pid, []).append((rec.partition, rec.offset, ev.version))
     return exp
+
+
+def _images_reason(ev: UpsertEvent, image_reason: Callable[[str], str | None]) -> str | None:
+    """The DLQ reason of an upsert's images: the first image, in order, that cannot be had (the ingest
+    worker indexes a product with all its images or not at all)."""
+    return next((r for uri in ev.images if (r := image_reason(uri)) is not None), None)
 
 
 def _upsert_fields(ev: UpsertEvent) -> dict[str, Any]:
@@ -234,9 +244,12 @@ def read_dead_letters(bootstrap: str, dlq_topic: str, events_topic: str, **kw: A
 
 @dataclass
 class IndexSnapshot:
-    rows: dict[str, dict[str, Any]]  # product_id -> row
-    pk_counts: Counter[str]  # product_id -> rows found with it (>1 is a duplicate)
+    rows: dict[str, dict[str, Any]]  # product_id -> its product row
+    pk_counts: Counter[str]  # primary key -> rows found with it (>1 is a duplicate)
     total_rows: int  # count(*) including tombstones
+    #: product id -> its further images' rows (``indexer.schema``: image_index >= 1)
+    image_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    item_of: dict[str, str] = field(default_factory=dict)  # primary key -> product id (item)
 
 
 def snapshot_index(uri: str, collection: str, product_ids: Iterable[str], *, token: str = "",
@@ -251,20 +264,29 @@ def snapshot_index(uri: str, collection: str, product_ids: Iterable[str], *, tok
         if vectors:
             out.append("image_vec")
         rows: dict[str, dict[str, Any]] = {}
+        images: dict[str, list[dict[str, Any]]] = {}
         ids = sorted(set(product_ids))
         for i in range(0, len(ids), chunk):
-            expr = f"product_id in [{', '.join(quote(p) for p in ids[i:i + chunk])}]"
-            for r in client.query(collection, filter=expr, output_fields=out, consistency_level="Strong"):
-                rows[r["product_id"]] = dict(r)
+            expr = f"item in [{', '.join(quote(p) for p in ids[i:i + chunk])}]"
+            for r in client.query(collection, filter=expr, output_fields=[*out, "item", "image_index"],
+                                  consistency_level="Strong"):
+                if int(r["image_index"]) == 0:
+                    rows[r["item"]] = dict(r)
+                else:
+                    images.setdefault(r["item"], []).append(dict(r))
         pks: Counter[str] = Counter()
-        it = client.query_iterator(collection, batch_size=1000, filter="version >= 0", output_fields=["product_id"])
+        item_of: dict[str, str] = {}
+        it = client.query_iterator(collection, batch_size=1000, filter="version >= 0",
+                                   output_fields=["product_id", "item"])
         try:
             while batch := it.next():
                 pks.update(r["product_id"] for r in batch)
+                item_of.update((r["product_id"], r["item"]) for r in batch)
         finally:
             it.close()
         total = int(client.query(collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
-        return IndexSnapshot(rows, pks, total)
+        return IndexSnapshot(rows, pks, total, {k: sorted(v, key=lambda r: r["image_index"]) for k, v in images.items()},
+                             item_of)
     finally:
         client.close()
 
@@ -285,6 +307,8 @@ class Verdict:
     wrong_vectors: list[str] = field(default_factory=list)
     unaccounted: list[str] = field(default_factory=list)
     unexpected_dlq: list[str] = field(default_factory=list)
+    orphan_image_rows: list[str] = field(default_factory=list)  # image rows their product does not have now
+    image_rows_checked: int = 0  # image rows (image_index >= 1) found at their product's version
     dlq_or_superseded: int = 0
     superseded_or_dlq: int = 0
     untraced_dlq: int = 0
@@ -293,7 +317,7 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return not (self.lost or self.stale or self.resurrected or self.phantom or self.duplicates
-                    or self.wrong_vectors or self.unaccounted or self.unexpected_dlq)
+                    or self.wrong_vectors or self.unaccounted or self.unexpected_dlq or self.orphan_image_rows)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -301,15 +325,17 @@ class Verdict:
             "resurrected": len(self.resurrected), "duplicates": len(self.duplicates),
             "phantom": len(self.phantom), "wrong_vectors": len(self.wrong_vectors),
             "unaccounted": len(self.unaccounted), "unexpected_dlq": len(self.unexpected_dlq),
+            "orphan_image_rows": len(self.orphan_image_rows),
             "dlq_or_superseded": self.dlq_or_superseded, "superseded_or_dlq": self.superseded_or_dlq,
-            "vectors_checked": self.vectors_checked, "outcomes": self.outcomes,
+            "vectors_checked": self.vectors_checked, "image_rows_checked": self.image_rows_checked,
+            "outcomes": self.outcomes,
             "dlq_by_reason": self.dlq_by_reason,
         }
 
     def explain(self, limit: int = 10) -> str:
         parts = []
         for name in ("lost", "stale", "resurrected", "phantom", "duplicates", "wrong_vectors", "unaccounted",
-                     "unexpected_dlq"):
+                     "unexpected_dlq", "orphan_image_rows"):
             items = getattr(self, name)
             if items:
                 parts.append(f"{name} ({len(items)}): " + "; ".join(items[:limit]))
@@ -342,6 +368,7 @@ def judge(
     _account_records(v, exp, dlq_at)
     for pid, want in sorted(exp.products.items()):
         _check_product(v, pid, want, snap.rows.get(pid), reference_vectors, min_cosine)
+        _check_images(v, pid, want, snap.image_rows.get(pid, []))
     _check_collection(v, snap, set(exp.products) | set(known_products))
     return v
 
@@ -422,16 +449,39 @@ def _check_product(v: Verdict, pid: str, want: ProductState, row: Mapping[str, A
             v.wrong_vectors.append(f"{pid} v{want.version}: {problem}")
 
 
+def _check_images(v: Verdict, pid: str, want: ProductState, rows: list[dict[str, Any]]) -> None:
+    """A product's image rows: exactly its images after the first, each at its version and fields,
+    none for a deleted product; every other image row is an orphan."""
+    expected = {} if want.deleted else {i: uri for i, uri in enumerate(want.images) if i}
+    for row in rows:
+        i = int(row["image_index"])
+        if i not in expected:
+            v.orphan_image_rows.append(f"{pid}#{i}: v{row['version']}, product {'deleted' if want.deleted else 'has'} "
+                                       f"{len(want.images)} image(s) at v{want.version}")
+            continue
+        uri = expected.pop(i)
+        if row["version"] != want.version or row.get("image_uri") != uri or row.get("deleted"):
+            v.orphan_image_rows.append(f"{pid}#{i}: v{row['version']} {row.get('image_uri')!r}, expected v{want.version} {uri!r}")
+            continue
+        v.image_rows_checked += 1
+        diff = [f for f in CHECKED_FIELDS if not _same(row.get(f), want.fields.get(f))]
+        if diff:
+            v.stale.append(f"{pid}#{i} v{want.version}: fields {diff} differ")
+    for i in sorted(expected):
+        v.lost.append(f"{pid}#{i}: image row missing ({expected[i]!r}, v{want.version})")
+
+
 def _check_collection(v: Verdict, snap: IndexSnapshot, allowed: set[str]) -> None:
     """Rows that no record explains (phantoms) and primary keys held more than once."""
     for pid, row in sorted(snap.rows.items()):
         if pid not in allowed and not row["deleted"]:
             v.phantom.append(f"{pid}: live at v{row['version']}, never upserted successfully")
-    for pid, n in sorted(snap.pk_counts.items()):
+    for pk, n in sorted(snap.pk_counts.items()):
+        item = snap.item_of.get(pk, pk)
         if n > 1:
-            v.duplicates.append(f"{pid}: {n} rows")
-        elif pid not in allowed and pid not in snap.rows:
-            v.phantom.append(f"{pid}: in the collection, unknown to the oracle")
+            v.duplicates.append(f"{pk}: {n} rows")
+        elif item not in allowed and item not in snap.rows:
+            v.phantom.append(f"{pk}: in the collection, unknown to the oracle")
     if snap.total_rows != len(snap.pk_counts):
         v.duplicates.append(f"count(*) = {snap.total_rows} for {len(snap.pk_counts)} distinct keys")
 

@@ -263,6 +263,7 @@ def _verdict_figures(verdict: oracle.Verdict) -> dict[str, Any]:
         "resurrected": len(verdict.resurrected), "duplicates": len(verdict.duplicates),
         "wrong_vectors": len(verdict.wrong_vectors), "phantom": len(verdict.phantom),
         "unaccounted": len(verdict.unaccounted), "unexpected_dlq": len(verdict.unexpected_dlq),
+        "orphan_image_rows": len(verdict.orphan_image_rows), "image_rows": verdict.image_rows_checked,
         "dlq_by_reason": verdict.dlq_by_reason, "outcomes": verdict.outcomes,
         "dlq_or_superseded": verdict.dlq_or_superseded, "superseded_or_dlq": verdict.superseded_or_dlq,
         "vectors_checked": verdict.vectors_checked,

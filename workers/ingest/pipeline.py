@@ -60,7 +60,7 @@ class Work(Delivery):
     """One event on its way through the pipeline."""
 
     event: Event | None = None
-    image: np.ndarray | None = None  # (H, W, 3) uint8, upserts only
+    images: list[np.ndarray] | None = None  # (H, W, 3) uint8 per image, in the event's order; upserts only
     error: DeadLetter | None = None
     skip: bool = False  # superseded: acknowledged in its turn, nothing emitted
 
@@ -82,15 +82,20 @@ def product_text(ev: UpsertEvent) -> str:
     return ". ".join(p for p in (ev.title, ev.description.strip(), attrs) if p)
 
 
-def upsert_record(ev: UpsertEvent, analysis: Any, text_vec: np.ndarray, model_version: str,
+def upsert_record(ev: UpsertEvent, analyses: Any, text_vec: np.ndarray, model_version: str,
                   source: SourceRef) -> IndexRecord:
+    """The record of an upsert: the first image's analysis gives the attributes (the main photo) and the
+    product row's vectors; every further image adds its own image and colour vectors."""
+    analysis, *more = analyses if isinstance(analyses, list) else [analyses]
     hot, attrs = hot_attributes(ev.attributes, analysis.tags)
     fields = {
         "title": ev.title, "description": ev.description, "brand": ev.brand, "price": ev.price,
         "currency": ev.currency, "in_stock": ev.in_stock, "image_uri": ev.images[0], "attributes": attrs, **hot,
     }
     vectors = {"image_vec": analysis.image_vec, "colour_vec": analysis.colour_vec, "text_vec": text_vec}
-    return IndexRecord("upsert", ev.product_id, ev.version, ev.occurred_at, fields, vectors, model_version, source)
+    extra = tuple((uri, {"image_vec": a.image_vec, "colour_vec": a.colour_vec}) for uri, a in zip(ev.images[1:], more))
+    return IndexRecord("upsert", ev.product_id, ev.version, ev.occurred_at, fields, vectors, model_version, source,
+                       extra)
 
 
 def light_record(ev: PatchEvent | DeleteEvent, source: SourceRef) -> IndexRecord:
@@ -195,25 +200,39 @@ class IngestPipeline:
             await self._inflight.put(asyncio.ensure_future(self._model(batch)))
 
     async def _load(self, work: Work) -> None:
+        """Fetch and decode every image of the upsert, at once. Any image that cannot be had sends the
+        event to the DLQ, naming the image (``images.N``): a product is indexed with all its photos or
+        not at all, never silently with some of them."""
+        assert isinstance(work.event, UpsertEvent)
+        images = await asyncio.gather(*(self._load_one(uri) for uri in work.event.images), return_exceptions=True)
+        for n, got in enumerate(images):
+            if isinstance(got, DeadLetter):
+                work.error = got if len(images) == 1 else DeadLetter(got.stage, got.reason, f"images.{n}: {got}")
+                return
+            if isinstance(got, BaseException):
+                raise got
+        work.images = list(images)  # type: ignore[arg-type]
+
+    async def _load_one(self, uri: str) -> np.ndarray:
         from workers.vision.decode import decode_image
 
-        assert isinstance(work.event, UpsertEvent)
         try:
             t0 = time.perf_counter()
-            data = await self.fetcher.fetch(work.event.images[0])
+            data = await self.fetcher.fetch(uri)
             t1 = time.perf_counter()
             m.STAGE_SECONDS.labels("fetch").observe(t1 - t0)
             loop = asyncio.get_running_loop()
-            work.image = await loop.run_in_executor(
+            image = await loop.run_in_executor(
                 self._decode_pool, lambda: decode_image(data, max_pixels=self._max_pixels, target=224))
             m.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - t1)
-        except DeadLetter as exc:
-            work.error = exc
+            return image
+        except DeadLetter:
+            raise
         except ImageDecodeError as exc:
-            work.error = DeadLetter("decode", exc.reason, str(exc))
+            raise DeadLetter("decode", exc.reason, str(exc)) from None
         except Exception as exc:  # a bug in a decoder must not stop the worker: record it and carry on
             m.ERRORS.labels(self.worker, "decode").inc()
-            work.error = DeadLetter("decode", "decode_failed", f"{type(exc).__name__}: {exc}"[:500])
+            raise DeadLetter("decode", "decode_failed", f"{type(exc).__name__}: {exc}"[:500]) from None
 
     # ------------------------------------------------------------------ stage 2: models
 
@@ -221,10 +240,10 @@ class IngestPipeline:
         """One batch through the models (in a model thread); its records, in batch order."""
         try:
             loop = asyncio.get_running_loop()
-            ready = [w for w in batch if w.image is not None and w.error is None]
+            ready = [w for w in batch if w.images is not None and w.error is None]
             results: dict[int, IndexRecord] = {}
             if ready:
-                m.BATCH_SIZE.labels("model").observe(len(ready))
+                m.BATCH_SIZE.labels("model").observe(sum(len(w.images or ()) for w in ready))
                 t0 = time.perf_counter()
                 try:
                     analyses, text_vecs = await loop.run_in_executor(self._model_pool, self._infer, ready)
@@ -239,7 +258,7 @@ class IngestPipeline:
                 m.STAGE_SECONDS.labels("model").observe(time.perf_counter() - t0)
             out: list[tuple[Work, IndexRecord | None]] = []
             for w in batch:
-                w.image = None  # the pixels are done with: do not hold them until the broker acknowledges
+                w.images = None  # the pixels are done with: do not hold them until the broker acknowledges
                 if w.error is not None or w.skip:
                     out.append((w, None))
                 elif isinstance(w.event, UpsertEvent):
@@ -252,7 +271,8 @@ class IngestPipeline:
             self._slots.release()
 
     def _infer(self, works: list[Work]) -> tuple[list[Any], np.ndarray]:
-        images = [w.image for w in works]
+        """One model batch of every image of ``works``; per work the list of its images' analyses."""
+        images = [img for w in works for img in (w.images or ())]
         texts = [product_text(w.event) for w in works]  # type: ignore[arg-type]
         with self._in_model_lock:
             self._in_model += 1
@@ -260,10 +280,16 @@ class IngestPipeline:
         try:
             if self._threads:  # this thread's share of the torch threads: all of them when alone
                 _set_torch_threads(max(1, self._threads // sharing))
-            return self.vision.analyse(images), self.vision.embed_text(texts)
+            analyses, text_vecs = self.vision.analyse(images), self.vision.embed_text(texts)
         finally:
             with self._in_model_lock:
                 self._in_model -= 1
+        per_work, start = [], 0
+        for w in works:
+            n = len(w.images or ())
+            per_work.append(list(analyses[start:start + n]))
+            start += n
+        return per_work, text_vecs
 
     # ------------------------------------------------------------------ stage 3: emit, in batch order
 

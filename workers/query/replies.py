@@ -65,7 +65,8 @@ class Hit(_Reply):
     article_type: str | None = None
     colour: str | None = None
     gender: str | None = None
-    image_uri: str | None = None
+    image_uri: str | None = None  # the best-matching image (photo searches), else the first
+    image_index: int | None = None  # its place in the product's images (0 = the first)
     version: int | None = None
     explain: Explanation | None = None
 
@@ -107,6 +108,8 @@ class Product(_Reply):
     attributes: dict[str, Any] | None = None  # {"merchant": {...}, "model": {group: {value, confidence}}}
     model_version: str | None = None
     image_uri: str | None = None
+    images: list[str] | None = None  # every image, in the event's order
+    image_count: int | None = None
     event_time: float | None = None
     indexed_at: float | None = None
 

@@ -106,7 +106,7 @@ def hit_json(hit: SearchHit, signals: dict[str, float] | None = None, *, explain
     f = hit.fields
     out: dict[str, Any] = {"product_id": hit.product_id, "score": round(hit.score, 5)}
     for name in ("title", "brand", "price", "currency", "in_stock", "category", "article_type", "colour",
-                 "gender", "image_uri", "version"):
+                 "gender", "image_uri", "image_index", "version"):
         if name in f:
             out[name] = f[name]
     if explain:
@@ -148,7 +148,7 @@ def split_fused(hits: list[SearchHit], explained: dict[str, tuple[dict[str, floa
 
 PRODUCT_FIELDS = ("product_id", "version", "title", "description", "brand", "price", "currency", "in_stock",
                   "category", "article_type", "colour", "gender", "usage", "season", "attributes", "model_version",
-                  "image_uri", "event_time", "indexed_at")
+                  "image_uri", "images", "image_count", "event_time", "indexed_at")
 
 
 def product_json(row: dict[str, Any]) -> dict[str, Any]:
