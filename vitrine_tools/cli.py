@@ -9,6 +9,7 @@
   publish                      validate and publish a .jsonl or .csv catalogue file (backfills)
   schema events                the JSON Schema of the catalogue events
   topics ensure|describe       create or alter the topics to the settings (partitions, replication, compaction)
+  dlq list|replay              look at the dead letters; re-drive them onto catalog.events after a fix
 
 vitrine COMMAND --help says more about each.
 """
@@ -24,7 +25,7 @@ import sys
 COMMAND_MODULES = ("workers.cli", "vitrine_tools.devstack.cli", "vitrine_tools.training.cli",
                    "vitrine_tools.training.eval_cli", "vitrine_tools.bench.cli", "vitrine_tools.chaos.cli",
                    "vitrine_tools.openapi_cli", "vitrine_tools.schema_cli", "vitrine_tools.publish_cli",
-                   "vitrine_tools.topics_cli")
+                   "vitrine_tools.topics_cli", "vitrine_tools.dlq_cli")
 
 
 def main(argv: list[str] | None = None) -> None:
