@@ -10,6 +10,7 @@
   schema events                the JSON Schema of the catalogue events
   topics ensure|describe       create or alter the topics to the settings (partitions, replication, compaction)
   dlq list|replay              look at the dead letters; re-drive them onto catalog.events after a fix
+  reindex status               the collections behind the alias, the live one, and the lag feeding them
 
 vitrine COMMAND --help says more about each.
 """
@@ -25,7 +26,8 @@ import sys
 COMMAND_MODULES = ("workers.cli", "vitrine_tools.devstack.cli", "vitrine_tools.training.cli",
                    "vitrine_tools.training.eval_cli", "vitrine_tools.bench.cli", "vitrine_tools.chaos.cli",
                    "vitrine_tools.openapi_cli", "vitrine_tools.schema_cli", "vitrine_tools.publish_cli",
-                   "vitrine_tools.topics_cli", "vitrine_tools.dlq_cli")
+                   "vitrine_tools.topics_cli", "vitrine_tools.dlq_cli",
+                   "vitrine_tools.reindex_cli")
 
 
 def main(argv: list[str] | None = None) -> None:

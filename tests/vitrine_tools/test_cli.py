@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-COMMANDS = ("worker", "up", "demo", "train", "eval", "bench", "chaos", "soak", "openapi", "schema", "publish", "topics", "dlq")
+COMMANDS = ("worker", "up", "demo", "train", "eval", "bench", "chaos", "soak", "openapi", "schema", "publish", "topics", "dlq", "reindex")
 
 
 def _help(*argv: str) -> str:
