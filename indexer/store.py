@@ -286,7 +286,11 @@ class ProductIndex:
         """The ``k`` products nearest ``vector`` in ``field``: by their best-matching image (grouped by
         product) for the image fields, by their product row for ``text_vec``."""
         per_image = field in IMAGE_VECTORS
-        expr = build_filter(filters, exclude_ids=exclude_ids, main_only=not per_image)
+        return self._nearest(vector, field, build_filter(filters, exclude_ids=exclude_ids, main_only=not per_image),
+                             k, per_image=per_image)
+
+    def _nearest(self, vector: np.ndarray, field: str, expr: str, k: int, *, per_image: bool) -> list[SearchHit]:
+        """One vector search under ``expr``; ``per_image``: every image row, grouped by product."""
         group = {"group_by_field": "item", "group_size": 1} if per_image else {}
         res = self._call(
             "search", self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()], anns_field=field,
@@ -333,14 +337,17 @@ class ProductIndex:
         """Why a fused search scored what it did: each sub-search run alone with the fused search's filter
         and pool, and each product's share of the fused score: ``1 / (rrf_k + rank)`` per list it is in
         (RRF), or ``weight * normalised(score)`` (weighted). Returns product id -> (parts, signals), the
-        signals being each list's rank and raw score. Costs one more search per sub-search: only for
+        signals being each list's rank and raw score. Like the fused searches (``search_text``,
+        ``search_multi``), the sub-searches read product rows only: the image rows of further images
+        would give a product another image's score. Costs one more search per sub-search: only for
         ``explain``."""
         out: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+        rows = build_filter(filters, exclude_ids=exclude_ids, main_only=True)  # the rows the fused searches read
         for sub in subs:
             if sub.field == "text_sparse":
                 hits, metric = self.search_lexical(str(sub.data), filters, pool, exclude_ids=exclude_ids), "BM25"
             else:
-                hits = self.search(sub.data, sub.field, filters, pool, exclude_ids=exclude_ids)
+                hits = self._nearest(sub.data, sub.field, rows, pool, per_image=False)
                 metric = str(self.layout.search_params().get("metric_type", "COSINE"))
             for rank, hit in enumerate(hits, 1):
                 parts, signals = out.setdefault(hit.product_id, ({}, {}))

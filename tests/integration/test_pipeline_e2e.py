@@ -511,6 +511,13 @@ def test_every_image_is_searchable_and_a_shrinking_upsert_leaves_no_orphan(h: Ha
     assert reply["results"][0]["image_uri"] == h.image(back) and reply["results"][0]["image_index"] == 1
     product = h.client.search({"kind": "get", "product_id": multi})["product"]
     assert product["images"] == [h.image(front), h.image(back), h.image(third)] and product["image_count"] == 3
+    # the modifier's fusion reads product rows: its explanation must too, whichever image matches best
+    status, reply = h.http({"request_id": "e", "kind": "image_text", "image": {"b64": photo}, "text": "for women",
+                            "k": 2, "explain": True, "filters": {"brand": brand}})
+    assert status == 200 and reply["understood"]["colour_kept"], reply
+    for hit in reply["results"]:
+        assert "unexplained" not in hit["explain"]["parts"], hit
+        assert sum(hit["explain"]["parts"].values()) == pytest.approx(hit["score"], abs=1e-4)
 
     h.pub.patch(multi, 2, price=7.5)
     h.pub.flush()
