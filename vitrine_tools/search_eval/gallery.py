@@ -96,7 +96,7 @@ def index_gallery(items: list[GalleryItem], vision: VisionPipeline, index: Produ
         chunk = items[start:start + batch]
         events = [_event(it) for it in chunk]
         text_vecs = vision.embed_text([product_text(ev) for ev in events])
-        records = [upsert_record(ev, next(analyses), tv, vision.model_version, SourceRef("eval", 0, start + i))
+        records = [upsert_record(ev, [next(analyses)], tv, vision.model_version, SourceRef("eval", 0, start + i))
                    for i, (ev, tv) in enumerate(zip(events, text_vecs, strict=True))]
         written += sum(o.result == "indexed" for o in index.apply(records))
     index.flush()

@@ -82,11 +82,12 @@ def product_text(ev: UpsertEvent) -> str:
     return ". ".join(p for p in (ev.title, ev.description.strip(), attrs) if p)
 
 
-def upsert_record(ev: UpsertEvent, analyses: Any, text_vec: np.ndarray, model_version: str,
+def upsert_record(ev: UpsertEvent, analyses: Sequence[Any], text_vec: np.ndarray, model_version: str,
                   source: SourceRef) -> IndexRecord:
-    """The record of an upsert: the first image's analysis gives the attributes (the main photo) and the
-    product row's vectors; every further image adds its own image and colour vectors."""
-    analysis, *more = analyses if isinstance(analyses, list) else [analyses]
+    """The record of an upsert from its images' analyses, in the event's order: the first image's gives
+    the attributes (the main photo) and the product row's vectors; every further image adds its own
+    image and colour vectors."""
+    analysis, *more = analyses
     hot, attrs = hot_attributes(ev.attributes, analysis.tags)
     fields = {
         "title": ev.title, "description": ev.description, "brand": ev.brand, "price": ev.price,
