@@ -61,12 +61,31 @@ _VARCHAR = {
 }
 
 #: Index parameters per index type; HNSW is the default (good recall at low latency, no training).
+#: The quantised ones (SQ8: 1 byte per dimension, PQ: ``m`` bytes per vector, RaBitQ: ~1 bit per
+#: dimension) trade recall for memory: ``vitrine bench query --index-types`` measures them.
 DEFAULT_INDEX_PARAMS: dict[str, dict[str, Any]] = {
     "HNSW": {"M": 16, "efConstruction": 200},
+    "HNSW_SQ": {"M": 16, "efConstruction": 200, "sq_type": "SQ8"},
+    "HNSW_PQ": {"M": 16, "efConstruction": 200, "m": 16, "nbits": 8},
     "IVF_FLAT": {"nlist": 1024},
+    "IVF_SQ8": {"nlist": 1024},
+    "IVF_PQ": {"nlist": 1024, "m": 16, "nbits": 8},
+    "IVF_RABITQ": {"nlist": 1024},
     "FLAT": {},
 }
-DEFAULT_SEARCH_PARAMS: dict[str, dict[str, Any]] = {"HNSW": {"ef": 512}, "IVF_FLAT": {"nprobe": 32}, "FLAT": {}}
+DEFAULT_SEARCH_PARAMS: dict[str, dict[str, Any]] = {
+    "HNSW": {"ef": 512}, "HNSW_SQ": {"ef": 512}, "HNSW_PQ": {"ef": 512},
+    "IVF_FLAT": {"nprobe": 32}, "IVF_SQ8": {"nprobe": 32}, "IVF_PQ": {"nprobe": 32}, "IVF_RABITQ": {"nprobe": 32},
+    "FLAT": {},
+}
+INDEX_TYPES = tuple(DEFAULT_INDEX_PARAMS)
+
+
+def layout_slug(index_type: str, params: dict[str, Any]) -> str:
+    """The index layout as a name part: ``hnsw_m16_efconstruction200``, ``ivf_sq8_nlist1024``."""
+    parts = [index_type.lower()] + [f"{k}{v}".lower() for k, v in sorted(params.items())]
+    return "".join(c if c.isalnum() else "_" for c in "_".join(parts))
+
 
 #: The analyzer of ``search_text``: words, lower case, English stems (Milvus Lite 3.x has no "english" type).
 TEXT_ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", {"type": "stemmer", "language": "english"}]}
@@ -93,9 +112,25 @@ def normalise_value(value: Any) -> str:
     return str(value).strip().lower()
 
 
+def model_key(model_version: str, dims: dict[str, int]) -> str:
+    """A short digest of a model version and its vector dimensions: names its feature log, its ingest
+    group and (as the first part after the alias) every collection of its vectors."""
+    return hashlib.sha1(f"{model_version}|{sorted(dims.items())}".encode()).hexdigest()[:10]
+
+
+#: Bumped when the row layout changes incompatibly (image rows were generation 2): a new collection.
+SCHEMA_GENERATION = 2
+
+
 @dataclass(frozen=True)
 class IndexLayout:
-    """Everything that fixes a collection's shape: the model version and the vector dimensions."""
+    """Everything that fixes a collection's shape: the model version, the vector dimensions, the vector
+    index (type and build parameters) and the lexical field.
+
+    The collection's name spells all of it: ``<alias>_<model key>_<index layout>[_bm25]_g<generation>``,
+    e.g. ``vitrine_products_3fa2c1d9e0_hnsw_m16_efconstruction200_bm25_g2``: a rebuild with other index
+    parameters, or by another model, always writes a collection of its own, never the live one.
+    ``search_params`` override the index type's defaults (``DEFAULT_SEARCH_PARAMS``)."""
 
     model_version: str
     dims: dict[str, int]  # vector field -> dimension, e.g. {"image_vec": 1280, "colour_vec": 64, "text_vec": 384}
@@ -103,12 +138,29 @@ class IndexLayout:
     index_type: str = "HNSW"
     index_params: dict[str, Any] = field(default_factory=dict)
     lexical: bool = True  # search_text + BM25 sparse vector (needs Milvus 2.5+ or Milvus Lite 3.x)
+    search_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.index_type not in DEFAULT_INDEX_PARAMS:
+            raise ValueError(f"index type {self.index_type!r} is not one of {', '.join(INDEX_TYPES)}")
+
+    @property
+    def model_key(self) -> str:
+        return model_key(self.model_version, self.dims)
+
+    @property
+    def build_params(self) -> dict[str, Any]:
+        return {**DEFAULT_INDEX_PARAMS[self.index_type], **self.index_params}
 
     @property
     def collection(self) -> str:
-        shape = f"{self.model_version}|{sorted(self.dims.items())}" + ("|bm25" if self.lexical else "") + "|images"
-        digest = hashlib.sha1(shape.encode()).hexdigest()[:12]
-        return f"{self.alias}_{digest}"
+        lexical = "_bm25" if self.lexical else ""
+        return f"{self.alias}_{self.model_key}_{layout_slug(self.index_type, self.build_params)}{lexical}" \
+               f"_g{SCHEMA_GENERATION}"
+
+    def same_model(self, collection: str) -> bool:
+        """Whether ``collection`` holds this model version's vectors (any index layout)."""
+        return collection.startswith(f"{self.alias}_{self.model_key}_")
 
     def build_schema(self, client: Any) -> tuple[Any, Any]:
         from pymilvus import DataType
@@ -131,7 +183,7 @@ class IndexLayout:
         for name, dim in self.dims.items():
             s.add_field(name, DataType.FLOAT_VECTOR, dim=dim)
         idx = client.prepare_index_params()
-        params = self.index_params or DEFAULT_INDEX_PARAMS.get(self.index_type, {})
+        params = self.build_params
         for name in self.dims:
             idx.add_index(name, index_type=self.index_type, metric_type="COSINE", params=params)
         if self.lexical:
@@ -145,8 +197,12 @@ class IndexLayout:
             idx.add_index("text_sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         return s, idx
 
-    def search_params(self) -> dict[str, Any]:
-        return {"metric_type": "COSINE", "params": DEFAULT_SEARCH_PARAMS.get(self.index_type, {})}
+    def search_params(self, index_type: str | None = None) -> dict[str, Any]:
+        """Search parameters for this layout's index, or for ``index_type`` (a collection of the same
+        model built with another index, which a query worker follows the alias to)."""
+        kind = index_type or self.index_type
+        params = {**DEFAULT_SEARCH_PARAMS.get(kind, {}), **(self.search_overrides if kind == self.index_type else {})}
+        return {"metric_type": "COSINE", "params": params}
 
     # ------------------------------------------------------------------ rows
 

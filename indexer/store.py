@@ -113,15 +113,20 @@ class ProductIndex:
         self.layout = layout
         self._client: Any = None
         self.collection = layout.collection
+        self.live = True  # serving the collection the alias points at (see start(via_alias=True))
+        self._index_type: str | None = None  # the served collection's vector index, once read
         self.read_misses = 0  # rows a confirming re-read found that the guard's first read missed
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, *, create: bool = True, via_alias: bool = False) -> ProductIndex:
-        """Connect; create this model version's collection (and the alias, if none yet) when ``create``.
+        """Connect; create this layout's collection (and the alias, if none yet) when ``create``.
 
-        With ``via_alias`` the index reads through the alias and checks that the collection behind it
-        was built by this model version (``ModelMismatch`` otherwise).
+        With ``via_alias`` (the query worker) the index serves the collection the alias points at when
+        it holds this model version's vectors (any index layout: a rebuild with another index is
+        followed), and otherwise keeps serving this model's own collection, not live (``live`` False:
+        during a model rollout the old model's workers still answer, from their model's collection,
+        until they are replaced). ``ModelMismatch`` when no collection of this model exists.
         """
         try:
             self._client = connect(self._uri, token=self._token, timeout=self._timeout)
@@ -135,19 +140,61 @@ class ProductIndex:
                 except Exception:  # no alias yet: the first model version becomes live
                     c.create_alias(self.collection, self.layout.alias)
             if via_alias:
-                target = c.describe_alias(self.layout.alias)["collection_name"]
-                if target != self.collection:  # the name is a digest of the model version and dimensions
-                    raise ModelMismatch(
-                        f"alias {self.layout.alias} points at {target}, built by another model version; "
-                        f"this worker embeds with {self.layout.model_version!r} (collection {self.collection})"
-                    )
-                self.collection = target
+                self._serve(self._alias_target())
             c.load_collection(self.collection)
         except (ModelMismatch, IndexUnavailable):
             raise
         except Exception as exc:
             raise IndexUnavailable(f"Milvus at {self._uri}: {exc}") from exc
         return self
+
+    def _alias_target(self) -> str | None:
+        """The collection behind the alias, or None when there is no alias yet."""
+        c = self._c()
+        if self.layout.alias not in c.list_aliases().get("aliases", []):
+            return None
+        return str(c.describe_alias(self.layout.alias)["collection_name"])
+
+    def _serve(self, target: str | None) -> None:
+        """Serve ``target`` if it holds this model's vectors, else this model's own collection, not live."""
+        c = self._c()
+        if target is not None and self.layout.same_model(target):
+            chosen, live = target, True
+        else:
+            own = sorted(n for n in c.list_collections() if self.layout.same_model(n))
+            if not own:
+                raise ModelMismatch(
+                    f"alias {self.layout.alias} points at {target}, built by another model version, and no "
+                    f"collection of this worker's model {self.layout.model_version!r} exists "
+                    f"(expected {self.collection})")
+            chosen, live = (self.layout.collection if self.layout.collection in own else own[0]), False
+        if chosen != self.collection or self._index_type is None:
+            c.load_collection(chosen)
+            info = c.describe_index(chosen, next(iter(self.layout.dims))) or {}
+            self._index_type = str(info.get("index_type") or self.layout.index_type)
+            self.collection = chosen  # one assignment: a search in flight finishes on the old one
+        if live != self.live:
+            log.warning("serving %s: %s", chosen, "the live collection" if live else
+                        f"NOT live (the alias points at {target}, another model version's)")
+        self.live = live
+
+    def follow_alias(self) -> bool:
+        """Read where the alias points and follow it (``_serve``); True when the served collection changed.
+        The query worker calls this every ``alias_refresh_s``: a ``vitrine reindex swap`` or ``rollback``
+        is followed without a restart, and every search runs on one collection from start to end."""
+        before = self.collection
+        try:
+            self._serve(self._alias_target())
+        except ModelMismatch as exc:  # this model's collections are gone (gc): keep what is served, say so
+            self.live = False
+            log.error("%s", exc)
+        except Exception as exc:
+            raise IndexUnavailable(f"Milvus at {self._uri}: {exc}") from exc
+        return self.collection != before
+
+    def search_params(self) -> dict[str, Any]:
+        """The search parameters of the served collection's vector index."""
+        return self.layout.search_params(self._index_type)
 
     def _c(self) -> Any:
         if self._client is None:
@@ -294,7 +341,7 @@ class ProductIndex:
         group = {"group_by_field": "item", "group_size": 1} if per_image else {}
         res = self._call(
             "search", self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()], anns_field=field,
-            filter=expr, limit=k, output_fields=list(SCALAR_OUTPUT), search_params=self.layout.search_params(),
+            filter=expr, limit=k, output_fields=list(SCALAR_OUTPUT), search_params=self.search_params(),
             **group,
         )
         return _hits(res, PART.get(field, field))
@@ -320,7 +367,7 @@ class ProductIndex:
 
         pool = max(k, fusion.pool)
         reqs = [AnnSearchRequest([text], "text_sparse", {"metric_type": "BM25"}, limit=pool, expr=expr),
-                AnnSearchRequest([np.asarray(vector, dtype=np.float32).tolist()], "text_vec", self.layout.search_params(),
+                AnnSearchRequest([np.asarray(vector, dtype=np.float32).tolist()], "text_vec", self.search_params(),
                                  limit=pool, expr=expr)]
         ranker = RRFRanker(fusion.rrf_k) if fusion.method == "rrf" else \
             WeightedRanker(fusion.bm25_weight, fusion.dense_weight)
@@ -348,7 +395,7 @@ class ProductIndex:
                 hits, metric = self.search_lexical(str(sub.data), filters, pool, exclude_ids=exclude_ids), "BM25"
             else:
                 hits = self._nearest(sub.data, sub.field, rows, pool, per_image=False)
-                metric = str(self.layout.search_params().get("metric_type", "COSINE"))
+                metric = str(self.search_params().get("metric_type", "COSINE"))
             for rank, hit in enumerate(hits, 1):
                 parts, signals = out.setdefault(hit.product_id, ({}, {}))
                 parts[sub.name] = 1.0 / (rrf_k + rank) if method == "rrf" else sub.weight * normalised(metric, hit.score)
@@ -368,7 +415,7 @@ class ProductIndex:
         names = list(vectors)
         reqs = [
             AnnSearchRequest([np.asarray(vectors[n], dtype=np.float32).tolist()], n,
-                             self.layout.search_params(), limit=self.multi_pool(k), expr=expr)
+                             self.search_params(), limit=self.multi_pool(k), expr=expr)
             for n in names
         ]
         res = self._call("hybrid_search", self.collection, reqs, WeightedRanker(*[weights[n] for n in names]),

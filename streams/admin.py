@@ -185,15 +185,23 @@ def answer_metadata(bootstrap: str, timeout_s: float = 5.0, *,
 def committed_offsets(bootstrap: str, group: str, topic: str, *,
                       client_options: Mapping[str, Any] | None = None) -> dict[int, int]:
     """{partition: committed offset} of consumer ``group`` on ``topic`` (partitions it never committed
-    are absent)."""
+    are absent). A broker that has no coordinator for the group yet (just started, or the group is new)
+    is asked again for up to 30 s."""
     from kafka import KafkaAdminClient
+    from kafka.errors import CoordinatorLoadInProgressError, CoordinatorNotAvailableError
+    from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, **dict(client_options or {}))
-    try:
-        return {tp.partition: meta.offset for tp, meta in group_offsets(admin, group).items()
-                if tp.topic == topic and meta.offset >= 0}
-    finally:
-        admin.close()
+    @retry(retry=retry_if_exception_type((CoordinatorNotAvailableError, CoordinatorLoadInProgressError)),
+           stop=stop_after_delay(30), wait=wait_exponential(0.1, max=2), reraise=True)
+    def read() -> dict[int, int]:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, **dict(client_options or {}))
+        try:
+            return {tp.partition: meta.offset for tp, meta in group_offsets(admin, group).items()
+                    if tp.topic == topic and meta.offset >= 0}
+        finally:
+            admin.close()
+
+    return read()
 
 
 def group_offsets(admin: Any, group: str) -> dict[Any, Any]:

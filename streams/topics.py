@@ -19,6 +19,14 @@ from "never existed", so an upsert of version 5 still in flight would resurrect 
 small record per deleted product kept for good (about 300 bytes: 100k deletes are ~30 MB). A null
 value on ``catalog.events`` goes to the DLQ as ``malformed_json``, like any other bad event.
 
+**One feature log per model.** The ingest worker of a model writes ``index.enriched.<model key>``
+(``TopicSet.features``; the key is ``indexer.schema.IndexLayout.model_key``, a digest of the model
+version and its vector dimensions). Two models run side by side during a model rollout (``vitrine
+reindex``), and on one shared compacted topic the newer record of a product, from either model, would
+let compaction drop the other model's: each model's log would lose products. Consumer groups follow
+the same rule: ``ingest_group(model key)`` per model, ``index_group(collection)`` per collection, so
+that a collection has exactly one group of writers and a rebuild is a new group reading from offset 0.
+
 tansu (the demo broker) has no compaction: it accepts the topics and keeps everything, so the demo
 loses nothing but disk; a rebuild there replays the whole history instead of the newest per product
 (the version guard makes the outcome the same).
@@ -27,7 +35,7 @@ loses nothing but disk; a rebuild there replays the whole history instead of the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -42,13 +50,40 @@ class TopicSpec:
     configs: Mapping[str, str] = field(default_factory=dict)
 
 
+def ingest_group(model_key: str) -> str:
+    """The consumer group of the ingest workers of one model (``IndexLayout.model_key``) on ``catalog.events``."""
+    return f"vitrine-ingest.{model_key}"
+
+
+def index_group(collection: str) -> str:
+    """The consumer group of the index writers of one collection on its model's feature log."""
+    return f"vitrine-index.{collection}"
+
+
 @dataclass(frozen=True)
 class TopicSet:
-    """The five topics of one deployment, e.g. ``TopicSet("vitrine").events == "vitrine.catalog.events"``."""
+    """The topics of one deployment, e.g. ``TopicSet("vitrine").events == "vitrine.catalog.events"``.
+
+    ``model_key`` names the feature log a worker reads or writes (``enriched``); a TopicSet without one
+    has no ``enriched`` topic (``vitrine topics ensure`` and the query worker need none)."""
 
     prefix: str = "vitrine"
     partitions: int = 4
     replication: int = 1
+    model_key: str = ""
+
+    def for_model(self, model_key: str) -> TopicSet:
+        return replace(self, model_key=model_key)
+
+    def features(self, model_key: str) -> str:
+        """The feature log of one model: ``<prefix>.index.enriched.<model key>``."""
+        if not model_key:
+            raise ValueError("a feature log is per model: give its model key (IndexLayout.model_key)")
+        return self._name(f"index.enriched.{model_key}")
+
+    @property
+    def features_prefix(self) -> str:
+        return self._name("index.enriched.")
 
     def _name(self, suffix: str) -> str:
         return f"{self.prefix}.{suffix}" if self.prefix else suffix
@@ -63,7 +98,8 @@ class TopicSet:
 
     @property
     def enriched(self) -> str:
-        return self._name("index.enriched")
+        """This TopicSet's model's feature log (``features(model_key)``)."""
+        return self.features(self.model_key)
 
     @property
     def requests(self) -> str:
@@ -77,15 +113,17 @@ class TopicSet:
         p, r = self.partitions, self.replication
         durable = {"min.insync.replicas": str(min(2, r))} if r > 1 else {}
         log = {"cleanup.policy": "compact", "min.compaction.lag.ms": str(DAY_MS), **durable}
-        return [
+        specs = [
             TopicSpec(self.events, p, "product_id", "catalogue events (upsert, patch, delete): the source of truth",
                       r, log),
             TopicSpec(self.dlq, 1, "product_id", "events that cannot be processed, with original bytes, stage, reason",
                       r, {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS), **durable}),
-            TopicSpec(self.enriched, p, "product_id", "features, attributes and model version, ready for the index",
-                      r, log),
             TopicSpec(self.requests, p, "request_id", "search requests", r,
                       {"cleanup.policy": "delete", "retention.ms": str(3600 * 1000)}),
             TopicSpec(self.responses, p, "request_id", "search replies, matched to requests by request_id", r,
                       {"cleanup.policy": "delete", "retention.ms": str(3600 * 1000)}),
         ]
+        if self.model_key:
+            specs.insert(2, TopicSpec(self.enriched, p, "product_id",
+                                      "one model's features, attributes and model version, ready for the index", r, log))
+        return specs

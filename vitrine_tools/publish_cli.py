@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from vitrine_tools.publish import PublishSummary, Refusal
 
-#: The consumer group of the ingest workers on catalog.events (workers.ingest.app).
-INGEST_GROUP = "vitrine-ingest"
+#: The consumer groups of the ingest workers on catalog.events, one per model (streams.topics.ingest_group).
+INGEST_GROUP = "vitrine-ingest.<model key>"
 _BUCKET = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/?$")
 
 
@@ -118,8 +118,9 @@ def _human(summary: PublishSummary, bootstrap: str, dlq: str) -> str:
         return (f"{done}; STOPPED: {summary.error}. Every row up to line {summary.acked_through_line} was "
                 "acknowledged or refused; publishing the file again is safe (the index keeps the highest "
                 "version of each product).")
-    return (f"{done}.\nFollow them to the index: the lag of consumer group {INGEST_GROUP} on {summary.topic} drains "
-            f"to 0 (kafka-consumer-groups.sh --bootstrap-server {bootstrap} --describe --group {INGEST_GROUP}); "
+    return (f"{done}.\nFollow them to the index: `vitrine reindex status` shows the lag of the ingest groups "
+            f"({INGEST_GROUP}) on {summary.topic} and of the index groups; it drains to 0 "
+            f"(or kafka-consumer-groups.sh --bootstrap-server {bootstrap} --describe --all-groups); "
             "vitrine_events_indexed_total and vitrine_events_dlq_total on each worker's /metrics count them; "
             f"events the workers refuse (an image that cannot be fetched, ...) are on {dlq} with the reason.")
 

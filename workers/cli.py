@@ -46,15 +46,13 @@ def run_worker(kind: str) -> None:
     from workers.index.app import build_index_app
     from workers.ingest.app import build_ingest_app
     from workers.query.app import build_query_app
-    from workers.runtime.wiring import layout_for
-    from workers.vision.factory import production_pipeline
+    from workers.runtime.wiring import layout_for, vision_for
 
     started = time.time()
     from workers.vision.exceptions import ModelWeightsMissing
 
     try:
-        vision = production_pipeline(device=settings.device, dtype=settings.model_dtype,
-                                     text_cache=settings.text_cache_size)
+        vision = vision_for(settings)
     except ModelWeightsMissing as exc:  # never the untrained models into the trained collection
         log.critical("%s worker refuses to start: %s", kind, exc)
         raise SystemExit(2) from None
@@ -64,7 +62,8 @@ def run_worker(kind: str) -> None:
              f"allowed under {settings.fetch_file_root}" if settings.fetch_allow_file else "not allowed")
     layout = layout_for(settings, vision)
     wait_for_broker(settings.kafka_bootstrap, settings.kafka_wait_s, client_options=settings.kafka_options())
-    topics = ensure_topics(settings.kafka_bootstrap, settings.topics, client_options=settings.kafka_options())
+    topic_set = settings.topics.for_model(layout.model_key) if kind in ("ingest", "index") else settings.topics
+    topics = ensure_topics(settings.kafka_bootstrap, topic_set, client_options=settings.kafka_options())
     for name, drift in topics.drift.items():  # a worker never alters topics: `vitrine topics ensure` does
         log.warning("topic %s differs from its spec: %s (vitrine topics ensure)", name, "; ".join(drift))
     if kind in ("ingest", "query"):

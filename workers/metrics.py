@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -26,6 +26,8 @@ QUERY_SECONDS = Histogram("vitrine_query_seconds", "Search latency by kind", ["k
 ERRORS = Counter("vitrine_errors_total", "Unexpected errors, by worker and where", ["worker", "where"])
 GUARD_READ_MISSES = Counter("vitrine_guard_read_misses_total",
                             "Rows a confirming re-read found that the version guard's first read missed")
+SERVED_COLLECTION = Gauge("vitrine_query_collection", "1 for the collection a query worker serves; live: whether the "
+                          "alias points at it", ["collection", "live"])
 RETRIES = Counter("vitrine_retries_total", "Retries of a dependency, by dependency", ["dependency"])
 
 

@@ -55,9 +55,21 @@ class SaslMechanism(_UpperEnum):
 
 
 class IndexType(_UpperEnum):
+    """The vector index of a collection (``indexer.schema.DEFAULT_INDEX_PARAMS`` has each one's defaults)."""
+
     HNSW = "HNSW"
+    HNSW_SQ = "HNSW_SQ"
+    HNSW_PQ = "HNSW_PQ"
     IVF_FLAT = "IVF_FLAT"
+    IVF_SQ8 = "IVF_SQ8"
+    IVF_PQ = "IVF_PQ"
+    IVF_RABITQ = "IVF_RABITQ"
     FLAT = "FLAT"
+
+
+class ModelChoice(StrEnum):
+    TRAINED = "trained"
+    BASELINE = "baseline"
 
 
 class LogLevel(StrEnum):
@@ -103,7 +115,18 @@ class Settings(BaseSettings):
     milvus_uri: str = Field("http://127.0.0.1:19530", description="Milvus (or Milvus Lite server) URI")
     milvus_token: SecretStr = Field(SecretStr(""), description="Milvus token, user:password (never printed)")
     collection_alias: str = Field("vitrine_products", description="alias that queries read")
-    index_type: IndexType = Field(IndexType.HNSW, description="HNSW, IVF_FLAT or FLAT")
+    index_type: IndexType = Field(
+        IndexType.HNSW, description="vector index: HNSW, HNSW_SQ, HNSW_PQ, IVF_FLAT, IVF_SQ8, IVF_PQ, IVF_RABITQ or "
+        "FLAT (which ones a Milvus builds depends on its version); part of the collection's name")
+    index_params: dict[str, Any] = Field(
+        default_factory=dict, description="vector index build parameters over the type's defaults, JSON, e.g. "
+        '{"M": 32}; part of the collection\'s name')
+    search_params: dict[str, Any] = Field(
+        default_factory=dict, description="vector search parameters over the index type's defaults, JSON, e.g. "
+        '{"ef": 256} or {"nprobe": 16}')
+    alias_refresh_s: float = Field(
+        1.0, gt=0, description="query worker: how often it reads where the alias points (a swap is followed "
+        "within this long, without a restart)")
     lexical_search: bool = Field(
         True, description="BM25 over title, brand and attributes (Milvus 2.5+ / Milvus Lite 3.x); false for "
         "a Milvus without the BM25 function (text search is then dense only)")
@@ -167,6 +190,12 @@ class Settings(BaseSettings):
         "(nothing acknowledged: its restart replays the batch)")
 
     # Models
+    model: ModelChoice = Field(
+        ModelChoice.TRAINED, description="trained: the trained heads under weights_dir; baseline: the untrained "
+        "ImageNet pipeline (another model version, 1280-d)")
+    weights_dir: Path | None = Field(
+        None, description="trained heads to load (default: the weights shipped in workers/vision/weights); "
+        "another directory is another model version (vitrine reindex --from catalog)")
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:[0-9]+)?)$", description="cpu, cuda or cuda:N")
     model_dtype: ModelDtype = Field(
         "auto", description="backbone compute dtype: auto = bfloat16 on CUDA and on CPUs with AMX, float32 elsewhere")

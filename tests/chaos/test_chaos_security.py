@@ -147,7 +147,7 @@ def test_kafka_sasl_credentials_work_end_to_end(chaos_stack: ChaosStack, sasl_ka
                  "VITRINE_KAFKA_SASL_MECHANISM": "PLAIN", "VITRINE_KAFKA_USERNAME": "vitrine",
                  "VITRINE_KAFKA_PASSWORD": password, "VITRINE_TOPIC_PREFIX": f"tsasl{uuid.uuid4().hex[:8]}"}
     settings = Settings(**{k.removeprefix("VITRINE_").lower(): v for k, v in kafka_env.items()})
-    options, topics = settings.kafka_options(), settings.topics
+    options, topics = settings.kafka_options(), settings.topics.for_model(chaos_stack.layout.model_key)
     env = {**chaos_stack.stack.settings_env(), **kafka_env, "VITRINE_DATA_DIR": str(tmp_path / "state"),
            "VITRINE_LOG_LEVEL": "debug"}
     w = start_worker("ingest", env, tmp_path / "logs")

@@ -99,5 +99,27 @@ def test_index_record_codec_round_trip():
 
 def test_topics_are_named_under_the_prefix():
     t = TopicSet("shop", 8)
-    assert t.events == "shop.catalog.events" and t.dlq == "shop.catalog.dlq" and t.enriched == "shop.index.enriched"
-    assert {s.name for s in t.specs()} == {t.events, t.dlq, t.enriched, t.requests, t.responses}
+    assert t.events == "shop.catalog.events" and t.dlq == "shop.catalog.dlq"
+    assert {s.name for s in t.specs()} == {t.events, t.dlq, t.requests, t.responses}  # no model: no feature log
+    with pytest.raises(ValueError, match="per model"):
+        _ = t.enriched
+    m = t.for_model("0123456789")
+    assert m.enriched == "shop.index.enriched.0123456789" == t.features("0123456789")
+    assert {s.name for s in m.specs()} == {t.events, t.dlq, m.enriched, t.requests, t.responses}
+
+
+def test_collection_names_spell_model_and_index_layout():
+    from indexer.schema import IndexLayout
+
+    dims = {"image_vec": 8, "text_vec": 4}
+    hnsw = IndexLayout("m@1", dims, alias="shop")
+    sq8 = IndexLayout("m@1", dims, alias="shop", index_type="IVF_SQ8", index_params={"nlist": 128})
+    other = IndexLayout("m@2", dims, alias="shop")
+    assert hnsw.collection == f"shop_{hnsw.model_key}_hnsw_m16_efconstruction200_bm25_g2"
+    assert sq8.collection == f"shop_{hnsw.model_key}_ivf_sq8_nlist128_bm25_g2"  # same model, another index
+    assert hnsw.model_key == sq8.model_key != other.model_key
+    assert hnsw.same_model(sq8.collection) and not other.same_model(hnsw.collection)
+    assert IndexLayout("m@1", dims, alias="shop", index_params={"M": 32}).collection != hnsw.collection
+    assert sq8.search_params()["params"] == {"nprobe": 32} and hnsw.search_params("IVF_SQ8") == sq8.search_params()
+    with pytest.raises(ValueError, match="not one of"):
+        IndexLayout("m@1", dims, index_type="NOPE")

@@ -24,7 +24,7 @@ def _describe(address: str, topics: TopicSet) -> dict[str, dict[str, Any]]:
 
 
 def test_topics_are_created_with_their_configs_and_the_catalogue_is_compacted(kafka: Any) -> None:
-    topics = TopicSet(f"t{uuid.uuid4().hex[:6]}", 3)
+    topics = TopicSet(f"t{uuid.uuid4().hex[:6]}", 3).for_model("0123456789")
     report = ensure_topics(kafka.address, topics)
     assert sorted(report.created) == sorted(s.name for s in topics.specs()) and not report.drift
     held = _describe(kafka.address, topics)
@@ -41,7 +41,7 @@ def test_topics_are_created_with_their_configs_and_the_catalogue_is_compacted(ka
 def test_drift_is_reported_by_a_worker_and_fixed_by_ensure(kafka: Any) -> None:
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    topics = TopicSet(f"d{uuid.uuid4().hex[:6]}", 2)
+    topics = TopicSet(f"d{uuid.uuid4().hex[:6]}", 2).for_model("0123456789")
     ensure_topics(kafka.address, topics)
     admin = _admin(kafka.address, None, 30)
     try:  # someone turned compaction off on the catalogue topic
@@ -49,7 +49,7 @@ def test_drift_is_reported_by_a_worker_and_fixed_by_ensure(kafka: Any) -> None:
                                             configs={"cleanup.policy": "delete"})])
     finally:
         admin.close()
-    wider = TopicSet(topics.prefix, 3)
+    wider = TopicSet(topics.prefix, 3).for_model(topics.model_key)
     worker = ensure_topics(kafka.address, wider)  # what a starting worker does: report, change nothing
     assert "cleanup.policy='delete', spec 'compact'" in worker.drift[topics.events]
     assert "2 partitions, spec 3" in worker.drift[topics.enriched]

@@ -112,7 +112,7 @@ def dlq(kafka: Any, unique_name: Any, monkeypatch: pytest.MonkeyPatch) -> Dlq:
     ``unreadable`` (p1's original again)."""
     from kafka import KafkaProducer
 
-    topics = TopicSet(unique_name("dlq"), 1)
+    topics = TopicSet(unique_name("dlq"), 1).for_model("0123456789")
     ensure_topics(kafka.address, topics)
     monkeypatch.setenv("VITRINE_KAFKA_BOOTSTRAP", kafka.address)
     monkeypatch.setenv("VITRINE_TOPIC_PREFIX", topics.prefix)

@@ -271,14 +271,16 @@ def drain_patches(stack: Any, pub: Any, index: Any, patches: list[tuple[str, int
     ``alone``: the index worker is stopped too, and started only once the ingest worker is done, so
     each worker's rate is its own, not shared with the other and Milvus on the same two cores.
     """
-    from streams.topics import TopicSet
+    from streams.topics import TopicSet, index_group, ingest_group
 
-    topics = TopicSet(stack.topic_prefix, stack.partitions)
+    layout = index.layout
+    topics = TopicSet(stack.topic_prefix, stack.partitions).for_model(layout.model_key)
     events_topic, enriched_topic = topics.events, topics.enriched
+    ingest_g, index_g = ingest_group(layout.model_key), index_group(layout.collection)
     boot = stack.kafka_bootstrap
     stack.workers["ingest"].stop()  # a running one would take the backlog while it is published, then restart
-    base_ingest = _committed_total(boot, "vitrine-ingest", events_topic)
-    base_index = _committed_total(boot, "vitrine-index", enriched_topic)
+    base_ingest = _committed_total(boot, ingest_g, events_topic)
+    base_index = _committed_total(boot, index_g, enriched_topic)
     last: dict[str, int] = {}
     for pid, version in patches:
         pub.patch(pid, version, price=float(version % 97), in_stock=bool(version % 2))
@@ -299,8 +301,8 @@ def drain_patches(stack: Any, pub: Any, index: Any, patches: list[tuple[str, int
     marks: dict[str, list[tuple[float, int]]] = {"ingest": [], "index": []}
     deadline = time.time() + timeout
     while time.time() < deadline:
-        done_ingest = _committed_total(boot, "vitrine-ingest", events_topic) - base_ingest
-        done_index = _committed_total(boot, "vitrine-index", enriched_topic) - base_index
+        done_ingest = _committed_total(boot, ingest_g, events_topic) - base_ingest
+        done_index = _committed_total(boot, index_g, enriched_topic) - base_index
         now = time.time()
         for name, done in (("ingest", done_ingest), ("index", done_index)):
             if done > 0 and (not marks[name] or marks[name][-1][1] != done):

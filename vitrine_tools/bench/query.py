@@ -11,7 +11,12 @@ comparison: real Milvus makes a Strong search wait for the next time tick, ~200 
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,7 +76,14 @@ def synthetic(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build(client: Any, name: str, x: np.ndarray, cats: np.ndarray, index_type: str, params: dict[str, Any],
-          partition_key: bool = False) -> float:
+          partition_key: bool = False, metric: str = "COSINE", binary: bool = False, sync_index: bool = False) -> float:
+    """Create ``name`` with the production layout, insert ``x``, flush, load, wait for the index.
+
+    ``binary``: ``x`` is packed bits (``np.packbits``, uint8 rows of dim/8 bytes) for a BINARY_VECTOR
+    field. ``sync_index``: release the collection before inserting, so that ``load`` builds the index
+    of every segment itself (Milvus Lite builds in the background after a flush otherwise, and its
+    describe_index always reports every row indexed; an index type it cannot build then surfaces
+    as the error of ``load`` instead of a silent brute-force scan)."""
     from pymilvus import DataType
 
     if client.has_collection(name):
@@ -84,16 +96,21 @@ def build(client: Any, name: str, x: np.ndarray, cats: np.ndarray, index_type: s
     s.add_field("price", DataType.DOUBLE)
     s.add_field("colour", DataType.VARCHAR, max_length=64)
     s.add_field("brand", DataType.VARCHAR, max_length=128)
-    s.add_field("image_vec", DataType.FLOAT_VECTOR, dim=x.shape[1])
+    if binary:
+        s.add_field("image_vec", DataType.BINARY_VECTOR, dim=x.shape[1] * 8)
+    else:
+        s.add_field("image_vec", DataType.FLOAT_VECTOR, dim=x.shape[1])
     idx = client.prepare_index_params()
-    idx.add_index("image_vec", index_type=index_type, metric_type="COSINE", params=params)
+    idx.add_index("image_vec", index_type=index_type, metric_type=metric, params=params)
     client.create_collection(name, schema=s, index_params=idx, consistency_level="Strong")
+    if sync_index:
+        client.release_collection(name)
     t0 = time.perf_counter()
     step = 5000
     for i in range(0, len(x), step):
         rows = [{"product_id": f"p{j}", "category": CATEGORIES[cats[j]], "deleted": False, "in_stock": bool(j % 3),
                  "price": float(j % 200), "colour": COLOURS[j % len(COLOURS)], "brand": f"brand{j % 97}",
-                 "image_vec": x[j].tolist()} for j in range(i, min(i + step, len(x)))]
+                 "image_vec": bytes(x[j]) if binary else x[j].tolist()} for j in range(i, min(i + step, len(x)))]
         client.insert(name, rows)
     client.flush(name)
     client.load_collection(name)
@@ -184,5 +201,382 @@ def plot(report: dict[str, Any], path: Any) -> None:
     ax.set(xlabel="recall@10 (vs exact NumPy)", ylabel="p99 latency, ms", yscale="log",
            title=f"{report['index_type']} on {report['uri']}")
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+# --------------------------------------------------------------------------------------------
+# Quantised indexes (``--index-types``): one collection per index type on the same vectors and
+# queries, each against the exact float search.
+
+HNSW_EFS = (64, 128, 256, 512)
+IVF_NPROBES = (8, 16, 32, 64, 128)
+RECALL_TARGET = 0.95
+
+
+@dataclass
+class Server:
+    """Where one index type is measured. ``pid``: the server process (its RSS is the measured
+    memory), ``data_dir``: where it writes index files (their size is measured too), ``fresh``:
+    started for this index type alone (so its RSS holds nothing else)."""
+
+    uri: str
+    pid: int | None = None
+    data_dir: Path | None = None
+    fresh: bool = False
+
+
+def is_binary(index_type: str) -> bool:
+    return index_type.upper().startswith("BIN_")
+
+
+def nlist_for(n: int) -> int:
+    """IVF cells: about 4·sqrt(n) (Milvus's rule of thumb), at least 39 training points per cell
+    (FAISS's minimum), a power of two, at least 8."""
+    target = max(8.0, min(4 * n ** 0.5, n / 39))
+    return 1 << int(np.log2(target))
+
+
+def index_config(index_type: str, n: int, dim: int, m: int = 16) -> dict[str, Any]:
+    """Build params, the swept search param and its values, and the metric of one index type."""
+    t = index_type.upper()
+    metric = "HAMMING" if is_binary(t) else "COSINE"
+    if t.startswith("HNSW"):
+        params: dict[str, Any] = {"M": m, "efConstruction": 200}
+        if t == "HNSW_SQ":
+            params["sq_type"] = "SQ8"
+        elif t in ("HNSW_PQ", "HNSW_PRQ"):
+            params.update({"m": dim // 8, "nbits": 8})
+        return {"params": params, "search_key": "ef", "values": HNSW_EFS, "metric": metric}
+    if t in ("FLAT", "BIN_FLAT", "BRUTE_FORCE"):
+        return {"params": {}, "search_key": None, "values": (0,), "metric": metric}
+    params = {"nlist": nlist_for(n)}
+    if t == "IVF_PQ":
+        params.update({"m": dim // 8, "nbits": 8})
+    return {"params": params, "search_key": "nprobe", "values": IVF_NPROBES, "metric": metric}
+
+
+def estimated_bytes_per_vector(index_type: str, dim: int, params: dict[str, Any]) -> tuple[float, str]:
+    """The index's own bytes per vector from its documented layout (codes + graph links + ids);
+    not the scalar fields, nor the raw vectors a server may keep beside the index."""
+    t = index_type.upper()
+    links = 2 * int(params.get("M", 16)) * 4  # HNSW level 0: 2·M int32 neighbours
+    table = {
+        "FLAT": (4 * dim, "float32: 4·dim"),
+        "BRUTE_FORCE": (4 * dim, "float32: 4·dim"),
+        "IVF_FLAT": (4 * dim + 8, "float32 4·dim + 8 (id)"),
+        "IVF_SQ8": (dim + 8, "SQ8 1·dim + 8 (id)"),
+        "IVF_PQ": (int(params.get("m", dim // 8)) + 8, "PQ m bytes + 8 (id)"),
+        "SCANN": (dim / 4 + 4 * dim + 8, "4-bit PQ dim/4 + raw float32 4·dim for refine + 8 (id)"),
+        "IVF_RABITQ": (dim / 8 + 16, "RaBitQ dim/8 + ~8 (per-vector factors) + 8 (id)"),
+        "HNSW": (4 * dim + links, "float32 4·dim + HNSW links 2·M·4"),
+        "HNSW_SQ": (dim + links, "SQ8 1·dim + HNSW links 2·M·4"),
+        "HNSW_PQ": (int(params.get("m", dim // 8)) + links, "PQ m bytes + HNSW links 2·M·4"),
+        "BIN_FLAT": (dim / 8, "sign bits dim/8"),
+        "BIN_IVF_FLAT": (dim / 8 + 8, "sign bits dim/8 + 8 (id)"),
+    }
+    return table.get(t, (float("nan"), "unknown layout"))
+
+
+def listening_pid(uri: str) -> int | None:
+    """The pid of the local process listening on ``uri``'s port (via /proc), or None (not on this
+    host, not Linux, another user's process)."""
+    from urllib.parse import urlparse
+
+    u = urlparse(uri if "://" in uri else f"http://{uri}")
+    if u.hostname not in ("127.0.0.1", "localhost", "::1") or u.port is None:
+        return None
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == u.port:  # 0A: LISTEN
+                inodes.add(f"socket:[{f[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def server_rss(pid: int | None) -> int | None:
+    """Resident bytes of ``pid`` and its descendants, or None."""
+    if pid is None:
+        return None
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        parents[int(proc.name)] = int(fields.get("PPid", "0").strip())
+        if "VmRSS" in fields:
+            rss[int(proc.name)] = int(fields["VmRSS"].split()[0]) * 1024
+    if pid not in parents:
+        return None
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        p = frontier.pop()
+        children = [c for c, pp in parents.items() if pp == p and c not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(rss.get(p, 0) for p in tree)
+
+
+def _index_files(data_dir: Path | None) -> dict[str, int]:
+    """Index files under a server's data dir (Milvus Lite: ``.../indexes/*.idx``; Milvus:
+    ``data/index_files/...``), path → size."""
+    if data_dir is None or not Path(data_dir).is_dir():
+        return {}
+    out = {}
+    for root, _dirs, files in os.walk(data_dir):
+        parts = Path(root).relative_to(data_dir).parts
+        if "indexes" in parts or "index_files" in parts:
+            for f in files:
+                try:
+                    out[os.path.join(root, f)] = os.path.getsize(os.path.join(root, f))
+                except OSError:
+                    pass
+    return out
+
+
+def sign_bits(x: np.ndarray) -> np.ndarray:
+    """Sign quantisation: one bit per component (1 where > 0), packed to dim/8 bytes a row."""
+    return np.packbits(x > 0, axis=1)
+
+
+def _hit_ids(res: Any) -> list[int]:
+    return [int(str(h.get("id", h.get("product_id")))[1:]) for h in res[0]]
+
+
+def _search_rows(client: Any, name: str, x: np.ndarray, qs: np.ndarray, qdata: list[Any],
+                 truth: dict[bool, list[set[int]]], k: int, cfg: dict[str, Any], rerank: int | None) -> list[dict[str, Any]]:
+    """Latency and recall@k of every search param value, unfiltered and filtered; with ``rerank``
+    each search fetches ``rerank`` candidates and re-ranks them by the float vectors (client side,
+    inside the timed region)."""
+    limit = rerank or k
+    out = []
+    for filtered in (False, True):
+        expr = f'deleted == false and category == "{CATEGORIES[0]}"' if filtered else "deleted == false"
+        for q in qdata[:20]:  # warm-up: the first searches load the index
+            client.search(name, data=[q], anns_field="image_vec", limit=limit, filter=expr,
+                          output_fields=["category"], consistency_level="Bounded",
+                          search_params={"metric_type": cfg["metric"], "params": {}})
+        for value in cfg["values"]:
+            sp = {cfg["search_key"]: value} if cfg["search_key"] else {}
+            lat, recall = [], []
+            for qi, q in enumerate(qdata):
+                t0 = time.perf_counter()
+                res = client.search(name, data=[q], anns_field="image_vec", limit=limit, filter=expr,
+                                    output_fields=["category"], consistency_level="Bounded",
+                                    search_params={"metric_type": cfg["metric"], "params": sp})
+                ids = _hit_ids(res)
+                if rerank and ids:
+                    cand = np.asarray(ids)
+                    ids = cand[np.argsort(-(x[cand] @ qs[qi]), kind="stable")[:k]].tolist()
+                lat.append(time.perf_counter() - t0)
+                recall.append(len(set(ids[:k]) & truth[filtered][qi]) / k)
+            a = np.asarray(lat)
+            out.append({"search_params": sp, "filtered": filtered, "rerank": rerank,
+                        "p50_ms": round(float(np.percentile(a, 50)) * 1e3, 2),
+                        "p99_ms": round(float(np.percentile(a, 99)) * 1e3, 2), "qps": round(len(a) / a.sum(), 1),
+                        "recall_at_10": round(float(np.mean(recall)), 4)})
+    return out
+
+
+def operating_point(rows: list[dict[str, Any]], target: float = RECALL_TARGET) -> dict[str, Any]:
+    """The cheapest search param whose unfiltered recall reaches ``target`` (else the best one),
+    with its unfiltered and filtered figures side by side."""
+    unf = [r for r in rows if not r["filtered"]]
+    pick = next((r for r in unf if r["recall_at_10"] >= target), max(unf, key=lambda r: r["recall_at_10"]))
+    filt = next((r for r in rows if r["filtered"] and r["search_params"] == pick["search_params"]), None)
+    return {"search_params": pick["search_params"], "reaches_target": pick["recall_at_10"] >= target,
+            "recall_at_10": pick["recall_at_10"], "p50_ms": pick["p50_ms"], "p99_ms": pick["p99_ms"],
+            "filtered_recall_at_10": filt["recall_at_10"] if filt else None,
+            "filtered_p50_ms": filt["p50_ms"] if filt else None, "filtered_p99_ms": filt["p99_ms"] if filt else None}
+
+
+def probe_index(client: Any, index_type: str, dim: int, m: int = 16) -> str | None:
+    """None when the server builds and searches ``index_type`` on a small collection, else why not.
+    Milvus rejects an unknown type at create_index; Milvus Lite accepts any name there and fails
+    only when it builds the index (``load`` with ``sync_index``)."""
+    name = f"bench_probe_{index_type.lower()}"
+    n = 2000
+    cfg = index_config(index_type, n, dim, m)
+    x, cats = synthetic(n, dim, seed=7)
+    data = sign_bits(x) if is_binary(index_type) else x
+    try:
+        build(client, name, data, cats, index_type, cfg["params"], metric=cfg["metric"], binary=is_binary(index_type),
+              sync_index=True)
+        q = bytes(data[0]) if is_binary(index_type) else x[0].tolist()
+        sp = {cfg["search_key"]: cfg["values"][0]} if cfg["search_key"] else {}
+        res = client.search(name, data=[q], anns_field="image_vec", limit=10, filter="deleted == false",
+                            output_fields=["category"], search_params={"metric_type": cfg["metric"], "params": sp})
+        if not res or not res[0]:
+            return "the probe search returned no hits"
+        return None
+    except Exception as exc:  # noqa: BLE001 - the server's refusal is the finding
+        return f"{type(exc).__name__}: {str(exc)[:400]}"
+    finally:
+        try:
+            if client.has_collection(name):
+                client.drop_collection(name)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def compare_one(server: Server, n: int, x: np.ndarray, cats: np.ndarray, qs: np.ndarray,
+                truth: dict[bool, list[set[int]]], index_type: str, k: int = 10, m: int = 16,
+                rerank: int = 100) -> dict[str, Any]:
+    from indexer.store import connect
+
+    t = index_type.upper()
+    dim = x.shape[1]
+    cfg = index_config(t, n, dim, m)
+    est, formula = estimated_bytes_per_vector(t, dim, cfg["params"])
+    client = connect(server.uri, timeout=600)
+    try:
+        error = probe_index(client, t, dim, m)
+        if error is not None:
+            return {"index_type": t, "supported": False, "error": error}
+        name = f"bench_cmp_{t.lower()}_{n}"
+        binary = is_binary(t)
+        data = sign_bits(x) if binary else x
+        qdata = [bytes(b) for b in sign_bits(qs)] if binary else [q.tolist() for q in qs]
+        rss0, files0 = server_rss(server.pid), _index_files(server.data_dir)
+        try:
+            build_s = build(client, name, data, cats, t, cfg["params"], metric=cfg["metric"], binary=binary,
+                            sync_index=True)
+            t0 = time.perf_counter()  # a reload: the index every segment has, not an interim scan
+            client.release_collection(name)
+            client.load_collection(name)
+            reload_s = time.perf_counter() - t0
+        except Exception as exc:  # noqa: BLE001
+            return {"index_type": t, "supported": True, "params": cfg["params"],
+                    "error": f"{type(exc).__name__}: {str(exc)[:400]}"}
+        print(f"{t}: built {n} in {build_s:.1f}s (reload {reload_s:.1f}s)", flush=True)
+        rows = _search_rows(client, name, x, qs, qdata, truth, k, cfg, None)
+        if binary and rerank:
+            rows += _search_rows(client, name, x, qs, qdata, truth, k, cfg, rerank)
+        rss1 = server_rss(server.pid)
+        files1 = _index_files(server.data_dir)
+        new_files = {p: s for p, s in files1.items() if files0.get(p) != s}
+        for r in rows:
+            print(f"  {t:12s} {r['search_params']!s:16s} filtered={r['filtered']!s:5s} rerank={r['rerank']!s:4s} "
+                  f"p50={r['p50_ms']}ms p99={r['p99_ms']}ms recall@10={r['recall_at_10']}", flush=True)
+        per_m = 1e6 / n
+        memory: dict[str, Any] = {
+            "index_estimated_mb_per_1m": round(est * 1e6 / 2**20, 1), "index_estimated_bytes_per_vector": est,
+            "index_estimated_formula": formula,
+            "server_rss_delta_mb_per_1m": (round((rss1 - rss0) * per_m / 2**20, 1)
+                                           if rss0 is not None and rss1 is not None else None),
+            "server_rss_measured": rss0 is not None and rss1 is not None,
+            "server_rss_note": ("server RSS after build, load and the searches minus before: every field of the "
+                                "rows, the raw vectors where the server keeps them, the index, allocator slack; "
+                                + ("a server started for this index type alone" if server.fresh else
+                                   "a shared server: memory freed by earlier types may be reused, so it can read low")),
+            "index_files_mb_per_1m": (round(sum(new_files.values()) * per_m / 2**20, 1) if server.data_dir else None),
+            "index_files": len(new_files) if server.data_dir else None,
+        }
+        entry: dict[str, Any] = {"index_type": t, "supported": True, "metric": cfg["metric"], "params": cfg["params"],
+                                 "build_s": round(build_s, 1), "reload_s": round(reload_s, 1), "memory": memory,
+                                 "results": rows,
+                                 "operating_point": operating_point([r for r in rows if r["rerank"] is None])}
+        if binary and rerank:
+            entry["operating_point_rerank"] = operating_point([r for r in rows if r["rerank"] == rerank])
+            entry["binary_note"] = (f"sign bits of the same float vectors (dim={dim} bits), HAMMING; recall against the "
+                                    f"exact float cosine top-{k}. rerank={rerank}: {rerank} Hamming candidates re-ranked "
+                                    "by the float vectors the client holds (a server doing it needs those too)")
+        client.drop_collection(name)
+        return entry
+    finally:
+        client.close()
+
+
+def sign_bits_exact(x: np.ndarray, cats: np.ndarray, qs: np.ndarray, k: int, truth: dict[bool, list[set[int]]],
+                    rerank: int = 100) -> dict[str, Any]:
+    """What any binary index can reach at best: exact Hamming search over the sign bits (NumPy), and
+    its top-``rerank`` re-ranked by the float vectors, recall@k against the exact float top-k."""
+    xs, qb = np.where(x > 0, 1.0, -1.0).astype(np.float32), np.where(qs > 0, 1.0, -1.0).astype(np.float32)
+    out: dict[str, Any] = {"note": "NumPy, no server: Hamming = (dim - sign·sign)/2; ties broken by row order"}
+    for filtered in (False, True):
+        s = qb @ xs.T
+        if filtered:
+            s[:, cats != 0] = -np.inf
+        order = np.argsort(-s, axis=1, kind="stable")[:, :rerank]
+        ham = np.mean([len(set(order[i, :k].tolist()) & truth[filtered][i]) / k for i in range(len(qs))])
+        rr = []
+        for i in range(len(qs)):
+            cand = order[i]
+            top = cand[np.argsort(-(x[cand] @ qs[i]), kind="stable")[:k]]
+            rr.append(len(set(top.tolist()) & truth[filtered][i]) / k)
+        key = "filtered" if filtered else "unfiltered"
+        out[key] = {"hamming_recall_at_10": round(float(ham), 4), f"rerank_{rerank}_recall_at_10": round(float(np.mean(rr)), 4)}
+    return out
+
+
+def compare_indexes(servers: Callable[[str], ContextManager[Server]], sizes: tuple[int, ...],
+                    index_types: tuple[str, ...], dim: int = 256, queries: int = 200, k: int = 10, m: int = 16,
+                    rerank: int = 100) -> dict[str, Any]:
+    """Every index type in ``index_types`` on the same synthetic vectors and queries: build seconds,
+    recall@k against the exact NumPy search (unfiltered and category-filtered) and p50/p99 latency over
+    a small sweep of ``ef`` (HNSW*) or ``nprobe`` (IVF*, BIN_IVF*), memory per million vectors
+    (estimated from each index's layout; measured as server RSS and index file bytes where the server
+    is local). ``servers(index_type)`` gives the server each type is measured on. A type the server
+    does not support is reported ``{"index_type", "supported": false, "error"}``."""
+    report: dict[str, Any] = {"dim": dim, "queries": queries, "k": k, "hnsw_m": m, "rerank": rerank,
+                              "recall_target": RECALL_TARGET, "index_types": list(index_types), "sizes": {}}
+    for n in sizes:
+        x, cats = synthetic(n, dim)
+        qs, _ = synthetic(queries, dim, seed=1)
+        truth = {False: exact(x, qs, k), True: exact(x, qs, k, cats == 0)}
+        entries = []
+        for t in index_types:
+            with servers(t) as server:
+                report.setdefault("uri", server.uri)
+                entries.append(compare_one(server, n, x, cats, qs, truth, t, k, m, rerank))
+            if not entries[-1]["supported"]:
+                print(f"{t}: not supported: {entries[-1]['error']}", flush=True)
+        report["sizes"][str(n)] = {"indexes": entries, "sign_bits_exact": sign_bits_exact(x, cats, qs, k, truth, rerank)}
+        print(f"sign bits, exact NumPy: {report['sizes'][str(n)]['sign_bits_exact']}", flush=True)
+    return report
+
+
+def plot_compare(report: dict[str, Any], path: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for n, r in report["sizes"].items():
+        for e in r["indexes"]:
+            if not e.get("results"):
+                continue
+            for ax, filtered in zip(axes, (False, True)):
+                for rr in sorted({x["rerank"] for x in e["results"]}, key=str):
+                    rows = [x for x in e["results"] if x["filtered"] == filtered and x["rerank"] == rr]
+                    label = f"{e['index_type']}{f'+rerank{rr}' if rr else ''} ({int(n):,})"
+                    ax.plot([x["recall_at_10"] for x in rows], [x["p99_ms"] for x in rows], marker="o", label=label)
+    for ax, filtered in zip(axes, (False, True)):
+        ax.set(xlabel="recall@10 (vs exact float search)", yscale="log",
+               title=f"{'category-filtered' if filtered else 'unfiltered'}, {report.get('uri', '')}")
+    axes[0].set_ylabel("p99 latency, ms")
+    axes[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -28,6 +28,8 @@ def register(subparsers: Any) -> None:
     c.add_argument("--products", type=int, default=150)
     c.add_argument("--seed", type=int, default=7)
     c.add_argument("--no-hostile", action="store_true", help="skip the hostile inputs")
+    c.add_argument("--reindex-kills", type=int, default=10,
+                   help="the reindex phase: SIGKILLs of `vitrine reindex build` under load (0: skip the phase)")
     c.add_argument("--json", default=None, help="also write the figures to this file")
     c.set_defaults(func=cmd_chaos)
 
@@ -76,7 +78,8 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     _quiet()
     cfg = ChaosConfig(_fresh(args.data_dir), kills_per_kind=args.kills, broker_restarts=args.broker_restarts,
                       milvus_outage_s=args.milvus_outage, milvus_kill=args.milvus_kill, s3_outage_s=args.s3_outage, rate=args.rate,
-                      products=args.products, seed=args.seed, hostile=not args.no_hostile)
+                      products=args.products, seed=args.seed, hostile=not args.no_hostile,
+                      reindex_kills=args.reindex_kills)
     result = run_chaos(cfg, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     if result.get("explain"):
         print(result["explain"], file=sys.stderr)

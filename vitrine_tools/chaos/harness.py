@@ -128,11 +128,31 @@ class ChaosStack:
                         collection_alias=env["VITRINE_COLLECTION_ALIAS"])
 
     @property
-    def collection(self) -> str:
+    def layout(self) -> Any:
+        """The live layout: the workers' models (the trained heads) and the configured index."""
         from workers.runtime.wiring import layout_for
         from workers.vision.factory import production_pipeline
 
-        return layout_for(self.settings, production_pipeline()).collection
+        return layout_for(self.settings, production_pipeline())
+
+    @property
+    def collection(self) -> str:
+        return self.layout.collection
+
+    @property
+    def ingest_group(self) -> tuple[str, str]:
+        """(group, topic) of the live model's ingest workers."""
+        from streams.topics import ingest_group
+
+        return ingest_group(self.layout.model_key), self.settings.topics.events
+
+    @property
+    def index_group(self) -> tuple[str, str]:
+        """(group, topic) of the live collection's index writers."""
+        from streams.topics import index_group
+
+        layout = self.layout
+        return index_group(layout.collection), self.settings.topics.features(layout.model_key)
 
     def http(self, kind: str) -> str:
         assert self.stack is not None
@@ -232,19 +252,16 @@ class ChaosStack:
         return committed_offsets(self.kafka.address, group, topic)
 
     def drained(self) -> bool:
-        topics = self.settings.topics
-        return self.group_lag("vitrine-ingest", topics.events) == 0 and \
-            self.group_lag("vitrine-index", topics.enriched) == 0
+        return self.group_lag(*self.ingest_group) == 0 and self.group_lag(*self.index_group) == 0
 
     def wait_drained(self, timeout: float) -> float:
         t0 = time.monotonic()
         deadline = t0 + timeout
         while not self.drained():
             if time.monotonic() > deadline:
-                topics = self.settings.topics
                 raise TimeoutError(
-                    f"not drained after {timeout:.0f}s: ingest lag {self.group_lag('vitrine-ingest', topics.events)}, "
-                    f"index lag {self.group_lag('vitrine-index', topics.enriched)}")
+                    f"not drained after {timeout:.0f}s: ingest lag {self.group_lag(*self.ingest_group)}, "
+                    f"index lag {self.group_lag(*self.index_group)}")
             self.check_crashes()
             time.sleep(1.0)  # polling interval of a condition with a deadline
         return time.monotonic() - t0

@@ -22,8 +22,13 @@ The result is one dict: ``{"kills", "broker_restarts", "milvus_outages", "events
 from __future__ import annotations
 
 import io
+import json
 import logging
+import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -58,6 +63,9 @@ class ChaosConfig:
     drain_timeout_s: float = 900.0
     prefix: str = "chaos"
     min_events: int = 0  # keep the load running at least until this many events were published
+    reindex_kills: int = 10  # the reindex phase: SIGKILLs of `vitrine reindex build` (0: no reindex phase)
+    reindex_kill_delay_s: tuple[float, float] = (1.0, 8.0)
+    reindex_min_events: int = 0
 
 
 def reference_vectors(paths: Mapping[str, Path]) -> dict[str, np.ndarray]:
@@ -194,6 +202,10 @@ def _run(cfg: ChaosConfig, cs: ChaosStack, t_start: float, progress: Any) -> dic
         "queries": queries.statuses if queries else {}, "publisher_resends": pub.resends, **facts,
         "wall_s": round(time.monotonic() - t_start, 1),
     }
+    if cfg.reindex_kills > 0:
+        progress(f"[{time.monotonic() - t_start:.0f}s] reindex phase")
+        result.update(reindex_phase(cfg, cs, uris, refs, progress, known))
+        result["wall_s"] = round(time.monotonic() - t_start, 1)
     result["verdict_problems"] = verdict_problems(verdict.ok, result, facts, cfg.kills_per_kind)
     result["verdict_ok"] = not result["verdict_problems"]
     if not verdict.ok:
@@ -296,6 +308,15 @@ def verdict_problems(oracle_ok: bool, result: Mapping[str, Any], facts: Mapping[
     problems += [f"{name}: {f['problem']}" for name, f in facts.items() if isinstance(f, dict) and f.get("problem")]
     if result["kill_loop_errors"]:
         problems.append(f"{len(result['kill_loop_errors'])} kill-and-restart attempt(s) failed")
+    if "reindex_ok" in result:
+        if not result["reindex_ok"]:
+            problems.append("the rebuilt collection differs from the truth (see reindex_explain)")
+        if not result["reindex_old_collection_ok"]:
+            problems.append("the old collection differs from the truth after the rollback and swaps")
+        if result["reindex_query_errors"]:
+            problems.append(f"{result['reindex_query_errors']} query error(s) during the reindex phase")
+        if not (result["reindex_live_at_end"] and result["reindex_previous_at_end"]):
+            problems.append("the aliases are not where the last swap put them")
     short = {k: n for k, n in result["kills_done"].items() if n < kills_per_kind}
     if short or set(result["kills_done"]) != set(KINDS):
         problems.append(f"fewer kills than asked ({kills_per_kind} per kind): {dict(result['kills_done'])}")
@@ -333,7 +354,7 @@ def _load_images(cs: ChaosStack) -> tuple[list[str], dict[str, Path]]:
 def _milvus_outage(cs: ChaosStack, seconds: float, held: list[KillLoop], *, kill: bool = False) -> dict[str, Any]:
     """Milvus away for ``seconds``: the index group must commit nothing it could not write, the
     index worker must stay up, and the lag must drain after Milvus is back."""
-    topics = cs.settings.topics
+    index_group = cs.index_group
     for loop in held:
         loop.hold()
     try:
@@ -342,15 +363,15 @@ def _milvus_outage(cs: ChaosStack, seconds: float, held: list[KillLoop], *, kill
         try:
             t0 = time.monotonic()
             time.sleep(min(3.0, seconds / 3))  # part of the outage: commits of pre-outage writes land
-            before = cs.committed("vitrine-index", topics.enriched)
+            before = cs.committed(*index_group)
             while time.monotonic() < t0 + seconds:
                 time.sleep(0.5)  # the outage itself
-            after = cs.committed("vitrine-index", topics.enriched)
-            lag_down = cs.group_lag("vitrine-index", topics.enriched)
+            after = cs.committed(*index_group)
+            lag_down = cs.group_lag(*index_group)
         finally:
             cs.milvus_up()
         t_up = time.monotonic()
-        lag_fn = lambda: cs.group_lag("vitrine-index", topics.enriched)
+        lag_fn = lambda: cs.group_lag(*index_group)
         wait_until(lambda: (lag := lag_fn()) is not None and lag < 50, 300, "the index lag to drain after Milvus")
         alive = cs.stack.workers["index"].process.poll() is None  # type: ignore[union-attr]
         return {"seconds": seconds, "sigkill": kill, "committed_while_down": before != after, "lag_at_recovery": lag_down,
@@ -425,8 +446,10 @@ def _index(cs: ChaosStack) -> Any:
 
 
 def judge_stack(cs: ChaosStack, image_reason: Any, refs: Mapping[str, np.ndarray] | None,
-                product_prefixes: Iterable[str] = ()) -> tuple[oracle.Verdict, oracle.Expectation]:
-    """Read back the topics and the collection and judge them (see ``vitrine_tools.chaos.oracle``)."""
+                product_prefixes: Iterable[str] = (), collection: str | None = None,
+                ) -> tuple[oracle.Verdict, oracle.Expectation]:
+    """Read back the topics and the collection (the live layout's, or ``collection``) and judge them
+    (see ``vitrine_tools.chaos.oracle``)."""
     assert cs.kafka is not None and cs.milvus is not None
     topics = cs.settings.topics
     records = oracle.read_published(cs.kafka.address, topics.events)
@@ -438,11 +461,173 @@ def judge_stack(cs: ChaosStack, image_reason: Any, refs: Mapping[str, np.ndarray
     if prefixes:
         mine = set(exp.outcome)
         dead = [d for d in dead if (d.partition, d.offset) in mine]
-    snap = oracle.snapshot_index(cs.milvus.address, cs.collection, exp.seen_products | set(exp.products))
+    snap = oracle.snapshot_index(cs.milvus.address, collection or cs.collection, exp.seen_products | set(exp.products))
     if prefixes:
         snap.pk_counts = type(snap.pk_counts)({k: v for k, v in snap.pk_counts.items() if k.startswith(prefixes)})
         snap.total_rows = sum(snap.pk_counts.values())
     return oracle.judge(exp, snap, dead, reference_vectors=refs), exp
 
 
-__all__ = ["ChaosConfig", "judge_stack", "reference_vectors", "run_chaos"]
+# ---------------------------------------------------------------------------------------------- reindex
+
+#: The index layout the reindex phase rebuilds into: same model, another HNSW graph (a retune).
+REINDEX_LAYOUT = {"index_type": "HNSW", "index_params": {"M": 8, "efConstruction": 64}}
+
+
+class _Reindexer:
+    """Runs ``vitrine reindex`` commands as child processes of this one, with the stack's settings."""
+
+    def __init__(self, cs: ChaosStack, log_dir: Path) -> None:
+        assert cs.stack is not None
+        self.env = {**os.environ, **cs.stack.settings_env(), "VITRINE_HTTP_PORT": str(_free_port()),
+                    "VITRINE_COMMIT_INTERVAL_S": "0.5"}
+        self.log_dir = log_dir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.builder: subprocess.Popen[bytes] | None = None
+        self.kills: dict[str, int] = {"build": 0, "swap": 0, "rollback": 0}
+        self._n = 0
+
+    def _start(self, *args: str) -> subprocess.Popen[bytes]:
+        self._n += 1
+        out = (self.log_dir / f"{self._n:03d}-{args[0]}.log").open("wb")
+        return subprocess.Popen([sys.executable, "-m", "vitrine_tools.cli", "reindex", *args], env=self.env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+    def start_builder(self) -> None:
+        self.builder = self._start("build", "--from", "features", "--index-type", REINDEX_LAYOUT["index_type"],
+                                   "--index-params", json.dumps(REINDEX_LAYOUT["index_params"]), "--follow")
+
+    def kill_builder(self) -> None:
+        assert self.builder is not None
+        self.builder.send_signal(signal.SIGKILL)
+        self.builder.wait(60)
+        self.kills["build"] += 1
+
+    def stop_builder(self) -> int:
+        assert self.builder is not None
+        self.builder.terminate()
+        return self.builder.wait(120)
+
+    def run(self, *args: str, kill_after: float | None = None, timeout: float = 300) -> int | None:
+        """Run one command; with ``kill_after``, SIGKILL it then if still running (None: it was killed)."""
+        p = self._start(*args)
+        try:
+            code = p.wait(kill_after if kill_after is not None else timeout)
+            return code
+        except subprocess.TimeoutExpired:
+            if kill_after is None:
+                p.kill()
+                p.wait()
+                raise
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            self.kills[args[0]] += 1
+            return None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def reindex_phase(cfg: ChaosConfig, cs: ChaosStack, uris: list[str], refs: Mapping[str, np.ndarray] | None,
+                  progress: Any, known: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+    """``vitrine reindex`` under live load with queries: the builder SIGKILLed ``cfg.reindex_kills`` times
+    at random points (replaying, catching up, following) and resumed each time, ``swap`` killed mid-way
+    and run again, then the swap, a rollback mid-load and the swap again. After the load: the new
+    collection and the old one are each judged against the truth, and every query reply counted."""
+    from indexer.schema import IndexLayout
+    from vitrine_tools import reindex
+
+    rng = random.Random(cfg.seed + 13)
+    live_layout = cs.layout
+    new = IndexLayout(live_layout.model_version, live_layout.dims, alias=live_layout.alias,
+                      lexical=live_layout.lexical, **REINDEX_LAYOUT).collection  # type: ignore[arg-type]
+    load = CatalogueLoad(uris, cs.image_root, prefix=f"{cfg.prefix}r", products=cfg.products, seed=cfg.seed + 1)
+    pub = Publisher(cs.kafka.address, cs.settings.topics.events, load, cfg.rate)  # type: ignore[union-attr]
+    queries = QueryLoad(cs, max(cfg.query_rate, 2.0), [p.pid for p in load.pool])
+    rx = _Reindexer(cs, cfg.data_dir / "reindex-logs")
+    t0 = time.monotonic()
+    swaps: list[str] = []
+    pub.start()
+    queries.start()
+    try:
+        rx.start_builder()
+        for _ in range(cfg.reindex_kills):
+            time.sleep(rng.uniform(*cfg.reindex_kill_delay_s))
+            rx.kill_builder()
+            rx.start_builder()
+        progress(f"reindex: builder killed {rx.kills['build']} times; swapping (killed first, then for real)")
+        for _ in range(2):  # a swap killed at a random point, then finished by the next run
+            rx.run("swap", new, "--max-lag", "1000", "--probes", "50", kill_after=rng.uniform(0.5, 6.0))
+        deadline = time.monotonic() + 300
+        while rx.run("swap", new, "--max-lag", "1000", "--probes", "50") != 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the swap kept refusing (see reindex-logs)")
+            time.sleep(3)
+        swaps.append("swap")
+        time.sleep(rng.uniform(3, 8))
+        rx.run("rollback", kill_after=rng.uniform(0.3, 3.0))  # a rollback killed mid-way ...
+        if rx.run("rollback") != 0:  # ... finished: the old collection is live again
+            raise RuntimeError("rollback failed (see reindex-logs)")
+        swaps.append("rollback")
+        time.sleep(rng.uniform(3, 8))
+        if rx.run("swap", new, "--max-lag", "1000", "--probes", "50") != 0:
+            raise RuntimeError("the second swap failed (see reindex-logs)")
+        swaps.append("swap")
+        while pub.sent < cfg.reindex_min_events:
+            time.sleep(0.5)
+    finally:
+        pub.stop()
+        time.sleep(3)  # queries keep running while the last events drain
+        queries.stop_event.set()
+        queries.join(60)
+    progress(f"reindex: load over ({pub.sent} events); draining both collections")
+    cs.ensure_ready()
+    cs.wait_drained(cfg.drain_timeout_s)
+    wait_until(lambda: cs.group_lag(*_new_index_group(cs, new)) == 0, cfg.drain_timeout_s,
+               "the new collection's writer to drain")
+    code = rx.stop_builder()
+    client = _client(cs)
+    try:
+        live_now = reindex.alias_target(client, live_layout.alias)
+        previous = reindex.alias_target(client, live_layout.alias + reindex.PREVIOUS)
+    finally:
+        client.close()
+    image_reason = image_reason_for(cs.image_root, {**{u: None for u in uris}, **(known or {})})
+    new_verdict, _ = judge_stack(cs, image_reason, refs, collection=new)
+    old_verdict, _ = judge_stack(cs, image_reason, refs)
+    # leave the stack as it was found: the workers' collection live again, the rebuilt one dropped
+    restored = rx.run("rollback") == 0 and rx.run("gc", "--previous") == 0
+    errors = {k: v for k, v in queries.statuses.items() if k not in ("200", "404")}
+    fig_new, fig_old = _verdict_figures(new_verdict), _verdict_figures(old_verdict)
+    return {
+        "reindex_kills": sum(rx.kills.values()), "reindex_kills_by_step": dict(rx.kills),
+        "reindex_lost": fig_new["lost"], "reindex_stale": fig_new["stale"],
+        "reindex_resurrected": fig_new["resurrected"], "reindex_duplicates": fig_new["duplicates"],
+        "reindex_ok": new_verdict.ok, "reindex_old_collection_ok": old_verdict.ok,
+        "reindex_old_lost": fig_old["lost"] + fig_old["stale"] + fig_old["resurrected"] + fig_old["duplicates"],
+        "reindex_query_errors": sum(errors.values()), "reindex_query_error_statuses": errors,
+        "reindex_queries": queries.statuses, "reindex_swaps": swaps, "reindex_events": pub.sent,
+        "reindex_live_at_end": live_now == new, "reindex_previous_at_end": previous == cs.collection,
+        "reindex_builder_exit": code, "reindex_restored": restored, "reindex_s": round(time.monotonic() - t0, 1),
+        **({"reindex_explain": new_verdict.explain()} if not new_verdict.ok else {}),
+    }
+
+
+def _new_index_group(cs: ChaosStack, collection: str) -> tuple[str, str]:
+    from streams.topics import index_group
+
+    return index_group(collection), cs.index_group[1]
+
+
+def _client(cs: ChaosStack) -> Any:
+    from indexer.store import connect
+
+    return connect(cs.milvus.address)  # type: ignore[union-attr]
+
+
+__all__ = ["ChaosConfig", "judge_stack", "reference_vectors", "reindex_phase", "run_chaos"]

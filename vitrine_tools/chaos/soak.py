@@ -73,7 +73,7 @@ def _soak(cfg: SoakConfig, cs: ChaosStack, t0: float, progress: Any) -> dict[str
             time.sleep(min(10.0, max(end - time.monotonic(), 0)))  # the sampling period
             for k, v in cs.rss().items():
                 peak[k] = max(peak[k], v)
-            lag = cs.group_lag("vitrine-ingest", topics.events)
+            lag = cs.group_lag(*cs.ingest_group)
             if lag is not None:
                 lags.append(lag)
             cs.check_crashes()

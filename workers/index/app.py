@@ -1,4 +1,8 @@
-"""``vitrine-index``: ``index.enriched`` -> ``IndexWriter`` -> Milvus / ``catalog.dlq``.
+"""``vitrine-index``: ``index.enriched.<model key>`` -> ``IndexWriter`` -> Milvus / ``catalog.dlq``.
+
+One consumer group per collection (``streams.topics.index_group``): the writers of a collection being
+built (``vitrine reindex``) read the feature log from offset 0 while the live collection's keep going,
+and after a swap each collection still has its own writers, so a rollback finds the old one current.
 
 Thin wiring: every record goes to the writer as a ``Delivery``; what the writer refuses (a record that
 does not decode, another model version, a patch of an unknown product, ...) is dead-lettered here
@@ -11,6 +15,7 @@ from typing import Any
 
 from indexer.schema import IndexLayout
 from streams.source import Record
+from streams.topics import index_group
 from workers import metrics as m
 from workers.dlq import DeadLetterWatch, Delivery, dead_letter_record
 from workers.exceptions import DeadLetter
@@ -25,7 +30,7 @@ __all__ = ["build_index_app"]
 
 def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
     app = worker_app(settings, "index")
-    topics = settings.topics
+    topics = settings.topics.for_model(layout.model_key)  # this model's feature log (streams.topics)
     dlq = app.topic(topics.dlq, partitions=1)
     index = product_index(settings, layout)
 
@@ -48,7 +53,7 @@ def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
         await writer.put(Delivery.of(rec))
 
     # a revoked partition is fenced before the group moves it (see workers.index.writer)
-    source = batch_source(settings, topics.enriched, "vitrine-index", handle, on_revoke=writer.fence,
+    source = batch_source(settings, topics.enriched, index_group(layout.collection), handle, on_revoke=writer.fence,
                           on_assign=writer.unfence)
 
     @app.task

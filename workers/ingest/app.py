@@ -1,4 +1,7 @@
-"""``vitrine-ingest``: ``catalog.events`` -> ``IngestPipeline`` -> ``index.enriched`` / ``catalog.dlq``.
+"""``vitrine-ingest``: ``catalog.events`` -> ``IngestPipeline`` -> ``index.enriched.<model key>`` / ``catalog.dlq``.
+
+One consumer group per model (``streams.topics.ingest_group``): a new model's ingest reads the
+compacted catalogue from the start while the live model's keeps going (``vitrine reindex``).
 
 Thin wiring: ``handle`` triages each record and hands it to the pipeline; ``emit`` sends what a batch
 made straight to the producer, waits until the broker acknowledged every output, and only then
@@ -13,13 +16,14 @@ from typing import Any
 
 from streams.codecs import IndexRecord, encode_record
 from streams.source import Record
+from streams.topics import ingest_group
 from workers import metrics as m
 from workers.dlq import DeadLetterWatch, dead_letter_record
 from workers.fetch import ImageFetcher
 from workers.ingest.pipeline import IngestPipeline, RecentDeletes, Work, triage
 from workers.runtime.app import worker_app
 from workers.runtime.reading import batch_source, exit_tempfail, read_topic
-from workers.runtime.wiring import fetch_policy, s3_client
+from workers.runtime.wiring import fetch_policy, layout_for, s3_client
 from workers.settings import Settings
 from workers.vision.pipeline import VisionPipeline
 
@@ -66,7 +70,8 @@ class IngestOutput:
 
 def build_ingest_app(settings: Settings, vision: VisionPipeline) -> Any:
     app = worker_app(settings, "ingest")
-    topics = settings.topics
+    key = layout_for(settings, vision).model_key
+    topics = settings.topics.for_model(key)  # this model's feature log (streams.topics)
     app.topic(topics.dlq, partitions=1)
     deletes = RecentDeletes(settings.ingest_deletes_remembered)
     fetcher = ImageFetcher(fetch_policy(settings), s3_client(settings))
@@ -83,7 +88,7 @@ def build_ingest_app(settings: Settings, vision: VisionPipeline) -> Any:
         m.EVENTS_CONSUMED.labels("ingest", work.event.type if work.event else "invalid").inc()
         await pipeline.put(work)  # invalid and superseded too: acknowledged in offset order
 
-    source = batch_source(settings, topics.events, "vitrine-ingest", handle)
+    source = batch_source(settings, topics.events, ingest_group(key), handle)
 
     @app.task
     async def run_pipeline() -> None:

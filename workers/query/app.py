@@ -4,16 +4,25 @@ A Faust agent (4 requests at once) answers each request on the responses topic, 
 ``request_id``; a request is cheap to lose, so it is answered, not committed, per message. The same
 ``QueryService.handle`` serves ``POST /search`` and ``GET /products/{product_id}`` (a bearer token
 when ``http_token`` is set); ``GET /openapi.json`` describes them (``workers.query.openapi``).
+
+The worker follows the alias (``alias_refresh_s``): after ``vitrine reindex swap`` it serves the new
+collection when it holds its model's vectors, and otherwise goes on answering from its own model's
+collection with ``/healthz`` 503, so that a rolling replacement by the new model's workers drops no
+request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 import uuid
 from typing import Any
 
+from indexer.exceptions import IndexUnavailable
 from indexer.schema import IndexLayout
 from streams.codecs import decode_key, dumps
+from workers import metrics as m
 from workers.fetch import ImageFetcher
 from workers.query.openapi import openapi_document
 from workers.query.service import QueryService
@@ -23,6 +32,8 @@ from workers.settings import Settings
 from workers.vision.pipeline import VisionPipeline
 
 __all__ = ["build_query_app"]
+
+log = logging.getLogger("vitrine.query")
 
 UNAUTHORIZED = {"ok": False, "error": {"code": "unauthorized", "message": "bearer token required", "field": None}}
 
@@ -48,7 +59,19 @@ def build_query_app(settings: Settings, vision: VisionPipeline, layout: IndexLay
         await fetcher.start()
         await open_index(index, create=False, via_alias=True)
         service.ready = True
-        app.vitrine_ready["ok"] = True
+        app.vitrine_ready["ok"] = index.live
+        while True:  # follow the alias: a swap or a rollback needs no restart (ProductIndex.follow_alias)
+            await asyncio.sleep(settings.alias_refresh_s)
+            try:
+                if await asyncio.to_thread(index.follow_alias):
+                    log.info("now serving %s", index.collection)
+            except IndexUnavailable as exc:  # Milvus away: keep serving what is served; searches report it
+                log.warning("alias not read: %s", exc)
+            m.SERVED_COLLECTION.clear()
+            m.SERVED_COLLECTION.labels(index.collection, str(index.live).lower()).set(1)
+            # ready only while serving the live collection: during a model rollout, the old model's
+            # workers leave the load balancer once the alias moved to the new model, and answer meanwhile
+            app.vitrine_ready["ok"] = index.live
 
     @app.agent(requests, concurrency=4)
     async def answer(stream: Any) -> None:

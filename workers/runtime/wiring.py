@@ -14,7 +14,7 @@ from workers.runtime.reading import retry_until_done
 from workers.settings import Settings
 from workers.vision.pipeline import VisionPipeline
 
-__all__ = ["fetch_policy", "layout_for", "open_index", "product_index", "s3_client", "text_fusion"]
+__all__ = ["fetch_policy", "layout_for", "open_index", "product_index", "s3_client", "text_fusion", "vision_for"]
 
 
 def fetch_policy(settings: Settings) -> FetchPolicy:
@@ -39,9 +39,22 @@ def layout_for(settings: Settings, vision: VisionPipeline) -> IndexLayout:
     """The collection layout for ``vision``'s model version and dimensions and the configured index type."""
     return IndexLayout(
         model_version=vision.model_version, alias=settings.collection_alias, index_type=str(settings.index_type),
+        index_params=dict(settings.index_params), search_overrides=dict(settings.search_params),
         lexical=settings.lexical_search,
         dims={"image_vec": vision.image_dim, "colour_vec": vision.colour_dim, "text_vec": vision.text_dim},
     )
+
+
+def vision_for(settings: Settings) -> VisionPipeline:
+    """The models ``settings`` name (``model``, ``weights_dir``), not loaded yet; ``ModelWeightsMissing``
+    when trained weights are missing (never a silent fallback to another model version)."""
+    from workers.vision.factory import baseline_pipeline, production_pipeline
+    from workers.vision.trained import WEIGHTS_DIR
+
+    if settings.model == "baseline":
+        return baseline_pipeline(device=settings.device, dtype=settings.model_dtype, text_cache=settings.text_cache_size)
+    return production_pipeline(device=settings.device, dtype=settings.model_dtype, text_cache=settings.text_cache_size,
+                               weights_dir=settings.weights_dir or WEIGHTS_DIR)
 
 
 def text_fusion(settings: Settings) -> TextFusion:
