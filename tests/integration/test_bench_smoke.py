@@ -41,3 +41,43 @@ def test_bench_ingest_reports_every_figure(tmp_path: Path) -> None:
     assert report["patches_alone"]["rows_behind_after_drain"] == 0
     assert report["model_only"]["model_workers"] == 2
     assert plot_path.stat().st_size > 10_000
+
+
+def test_bench_query_compares_index_types(tmp_path: Path) -> None:
+    """``vitrine bench query --index-types`` at toy size: one collection per type on its own Milvus
+    Lite server, recall against the exact search in [0, 1], latency and memory reported, and a type
+    the server cannot build reported unsupported instead of failing the run."""
+    report_path, plot_path = tmp_path / "quantised.json", tmp_path / "quantised.png"
+    argv = ["bench", "query", "--sizes", "2000", "--dim", "64", "--queries", "30",
+            "--index-types", "HNSW,IVF_SQ8,NOT_AN_INDEX", "--json", str(report_path), "--plot", str(plot_path)]
+    run = subprocess.run([sys.executable, "-c", "from vitrine_tools.cli import main; main()", *argv],
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    entries = {e["index_type"]: e for e in report["sizes"]["2000"]["indexes"]}
+    assert list(entries) == ["HNSW", "IVF_SQ8", "NOT_AN_INDEX"]
+    bogus = entries["NOT_AN_INDEX"]
+    assert bogus["supported"] is False and bogus["error"], bogus
+    for name, key in (("HNSW", "ef"), ("IVF_SQ8", "nprobe")):
+        entry = entries[name]
+        assert entry["supported"] is True and "error" not in entry, entry
+        assert entry["build_s"] >= 0
+        rows = entry["results"]
+        assert {r["filtered"] for r in rows} == {False, True}
+        assert all(key in r["search_params"] for r in rows)
+        for r in rows:
+            assert 0.0 <= r["recall_at_10"] <= 1.0, r
+            assert 0 < r["p50_ms"] <= r["p99_ms"], r
+        assert max(r["recall_at_10"] for r in rows if not r["filtered"]) > 0.5  # the index finds neighbours
+        memory = entry["memory"]
+        assert memory["index_estimated_mb_per_1m"] > 0
+        assert memory["server_rss_measured"] is True and memory["server_rss_delta_mb_per_1m"] is not None
+        assert memory["index_files"] >= 1 and memory["index_files_mb_per_1m"] > 0
+        point = entry["operating_point"]
+        assert 0.0 <= point["recall_at_10"] <= 1.0 and 0.0 <= point["filtered_recall_at_10"] <= 1.0
+    # float32 HNSW holds 4x the vector bytes of SQ8: the estimate and the index files both say so
+    assert entries["HNSW"]["memory"]["index_estimated_mb_per_1m"] > entries["IVF_SQ8"]["memory"]["index_estimated_mb_per_1m"]
+    assert entries["HNSW"]["memory"]["index_files_mb_per_1m"] > entries["IVF_SQ8"]["memory"]["index_files_mb_per_1m"]
+    signs = report["sizes"]["2000"]["sign_bits_exact"]
+    assert 0.0 <= signs["unfiltered"]["hamming_recall_at_10"] <= 1.0
+    assert plot_path.stat().st_size > 10_000

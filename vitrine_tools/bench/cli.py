@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vitrine_tools.paths import shared_data
@@ -41,6 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--partition-key", action="store_true", help="category as the partition key")
     q.add_argument("--efs", default="16,32,64,128,256,512,1024", help="HNSW ef values to sweep")
     q.add_argument("--m", type=int, default=16, help="HNSW M")
+    q.add_argument("--index-types", default=None,
+                   help="compare index types on the same vectors instead of the ef sweep, e.g. "
+                        "HNSW,IVF_SQ8,HNSW_SQ,HNSW_PQ,IVF_RABITQ,BIN_IVF_FLAT: recall@10 vs exact, p50/p99, memory "
+                        "per 1M vectors; unsupported types are reported, not fatal. Without --milvus-uri each "
+                        "type gets a Milvus Lite server of its own (so its RSS is that type's)")
+    q.add_argument("--rerank", default="100,1000",
+                   help="with --index-types: binary (BIN_*) candidates re-ranked by the float vectors, comma list "
+                        "of candidate counts ('' for none)")
+    q.add_argument("--server-data-dir", default=None,
+                   help="with --index-types and --milvus-uri: the server's data dir, to measure its index files")
     q.add_argument("--json", default="bench-query.json")
     q.add_argument("--plot", default="bench-query.png")
     q.set_defaults(func=_query)
@@ -108,9 +118,65 @@ def _milvus(uri: str | None) -> Iterator[str]:
         svc.stop()
 
 
+def _lite_port(lo: int = 21000, hi: int = 22000) -> int | None:
+    """A free loopback port in [lo, hi) for a per-index-type Milvus Lite server (None: let it pick)."""
+    import random
+    import socket
+
+    for port in random.sample(range(lo, hi), 200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    return None
+
+
+def _index_servers(uri: str | None, data_dir: str | None) -> Callable[[str], contextlib.AbstractContextManager]:
+    """The server each index type is measured on: ``uri`` (shared; its pid found by its port), or a
+    fresh Milvus Lite server per type, stopped after it."""
+    from vitrine_tools.bench import query
+
+    if uri is not None:
+        shared = query.Server(uri, pid=query.listening_pid(uri), data_dir=Path(data_dir) if data_dir else None)
+
+        @contextlib.contextmanager
+        def same(_index_type: str) -> Iterator[query.Server]:
+            yield shared
+
+        return same
+
+    @contextlib.contextmanager
+    def fresh(index_type: str) -> Iterator[query.Server]:
+        import shutil
+        import tempfile
+
+        from vitrine_tools.devstack.services import start_milvus_lite
+
+        work = Path(tempfile.mkdtemp(prefix=f"bench-milvus-{index_type.lower()}-"))
+        svc = start_milvus_lite(work, port=_lite_port())
+        try:
+            yield query.Server(svc.address, pid=svc.pid, data_dir=work / "db", fresh=True)
+        finally:
+            svc.stop()
+            shutil.rmtree(work, ignore_errors=True)
+
+    return fresh
+
+
 def _query(args: argparse.Namespace) -> int:
     from vitrine_tools.bench import query
 
+    if args.index_types:
+        types = tuple(t.strip().upper() for t in args.index_types.split(",") if t.strip())
+        report = query.compare_indexes(_index_servers(args.milvus_uri, args.server_data_dir),
+                                       tuple(int(s) for s in args.sizes.split(",")), types, dim=args.dim,
+                                       queries=args.queries, m=args.m,
+                                       rerank=tuple(int(r) for r in args.rerank.split(",") if r.strip()))
+        Path(args.json).write_text(json.dumps(report, indent=1))
+        query.plot_compare(report, Path(args.plot))
+        return 0
     with _milvus(args.milvus_uri) as uri:
         report = query.run(uri, tuple(int(s) for s in args.sizes.split(",")), dim=args.dim, queries=args.queries,
                            index_type=args.index_type, partition_key=args.partition_key,

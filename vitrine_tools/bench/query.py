@@ -442,7 +442,7 @@ def probe_index(client: Any, index_type: str, dim: int, m: int = 16) -> str | No
 
 def compare_one(server: Server, n: int, x: np.ndarray, cats: np.ndarray, qs: np.ndarray,
                 truth: dict[bool, list[set[int]]], index_type: str, k: int = 10, m: int = 16,
-                rerank: int = 100) -> dict[str, Any]:
+                rerank: tuple[int, ...] = (100,)) -> dict[str, Any]:
     from indexer.store import connect
 
     t = index_type.upper()
@@ -471,8 +471,8 @@ def compare_one(server: Server, n: int, x: np.ndarray, cats: np.ndarray, qs: np.
                     "error": f"{type(exc).__name__}: {str(exc)[:400]}"}
         print(f"{t}: built {n} in {build_s:.1f}s (reload {reload_s:.1f}s)", flush=True)
         rows = _search_rows(client, name, x, qs, qdata, truth, k, cfg, None)
-        if binary and rerank:
-            rows += _search_rows(client, name, x, qs, qdata, truth, k, cfg, rerank)
+        for r in rerank if binary else ():
+            rows += _search_rows(client, name, x, qs, qdata, truth, k, cfg, r)
         rss1 = server_rss(server.pid)
         files1 = _index_files(server.data_dir)
         new_files = {p: s for p, s in files1.items() if files0.get(p) != s}
@@ -497,11 +497,13 @@ def compare_one(server: Server, n: int, x: np.ndarray, cats: np.ndarray, qs: np.
                                  "build_s": round(build_s, 1), "reload_s": round(reload_s, 1), "memory": memory,
                                  "results": rows,
                                  "operating_point": operating_point([r for r in rows if r["rerank"] is None])}
-        if binary and rerank:
-            entry["operating_point_rerank"] = operating_point([r for r in rows if r["rerank"] == rerank])
+        if binary:
+            for r in rerank:
+                entry[f"operating_point_rerank_{r}"] = operating_point([row for row in rows if row["rerank"] == r])
             entry["binary_note"] = (f"sign bits of the same float vectors (dim={dim} bits), HAMMING; recall against the "
-                                    f"exact float cosine top-{k}. rerank={rerank}: {rerank} Hamming candidates re-ranked "
-                                    "by the float vectors the client holds (a server doing it needs those too)")
+                                    f"exact float cosine top-{k}. rerank=R: R Hamming candidates re-ranked by the "
+                                    "float vectors the client holds (a server doing it needs those too: +4·dim bytes "
+                                    "a vector in memory, or a read per candidate)")
         client.drop_collection(name)
         return entry
     finally:
@@ -509,7 +511,7 @@ def compare_one(server: Server, n: int, x: np.ndarray, cats: np.ndarray, qs: np.
 
 
 def sign_bits_exact(x: np.ndarray, cats: np.ndarray, qs: np.ndarray, k: int, truth: dict[bool, list[set[int]]],
-                    rerank: int = 100) -> dict[str, Any]:
+                    rerank: tuple[int, ...] = (100,)) -> dict[str, Any]:
     """What any binary index can reach at best: exact Hamming search over the sign bits (NumPy), and
     its top-``rerank`` re-ranked by the float vectors, recall@k against the exact float top-k."""
     xs, qb = np.where(x > 0, 1.0, -1.0).astype(np.float32), np.where(qs > 0, 1.0, -1.0).astype(np.float32)
@@ -518,28 +520,30 @@ def sign_bits_exact(x: np.ndarray, cats: np.ndarray, qs: np.ndarray, k: int, tru
         s = qb @ xs.T
         if filtered:
             s[:, cats != 0] = -np.inf
-        order = np.argsort(-s, axis=1, kind="stable")[:, :rerank]
+        order = np.argsort(-s, axis=1, kind="stable")[:, :max((k, *rerank))]
         ham = np.mean([len(set(order[i, :k].tolist()) & truth[filtered][i]) / k for i in range(len(qs))])
-        rr = []
-        for i in range(len(qs)):
-            cand = order[i]
-            top = cand[np.argsort(-(x[cand] @ qs[i]), kind="stable")[:k]]
-            rr.append(len(set(top.tolist()) & truth[filtered][i]) / k)
         key = "filtered" if filtered else "unfiltered"
-        out[key] = {"hamming_recall_at_10": round(float(ham), 4), f"rerank_{rerank}_recall_at_10": round(float(np.mean(rr)), 4)}
+        out[key] = {"hamming_recall_at_10": round(float(ham), 4)}
+        for r in rerank:
+            rr = []
+            for i in range(len(qs)):
+                cand = order[i, :r]
+                top = cand[np.argsort(-(x[cand] @ qs[i]), kind="stable")[:k]]
+                rr.append(len(set(top.tolist()) & truth[filtered][i]) / k)
+            out[key][f"rerank_{r}_recall_at_10"] = round(float(np.mean(rr)), 4)
     return out
 
 
 def compare_indexes(servers: Callable[[str], ContextManager[Server]], sizes: tuple[int, ...],
                     index_types: tuple[str, ...], dim: int = 256, queries: int = 200, k: int = 10, m: int = 16,
-                    rerank: int = 100) -> dict[str, Any]:
+                    rerank: tuple[int, ...] = (100, 1000)) -> dict[str, Any]:
     """Every index type in ``index_types`` on the same synthetic vectors and queries: build seconds,
     recall@k against the exact NumPy search (unfiltered and category-filtered) and p50/p99 latency over
     a small sweep of ``ef`` (HNSW*) or ``nprobe`` (IVF*, BIN_IVF*), memory per million vectors
     (estimated from each index's layout; measured as server RSS and index file bytes where the server
     is local). ``servers(index_type)`` gives the server each type is measured on. A type the server
     does not support is reported ``{"index_type", "supported": false, "error"}``."""
-    report: dict[str, Any] = {"dim": dim, "queries": queries, "k": k, "hnsw_m": m, "rerank": rerank,
+    report: dict[str, Any] = {"dim": dim, "queries": queries, "k": k, "hnsw_m": m, "rerank": list(rerank),
                               "recall_target": RECALL_TARGET, "index_types": list(index_types), "sizes": {}}
     for n in sizes:
         x, cats = synthetic(n, dim)
@@ -552,6 +556,14 @@ def compare_indexes(servers: Callable[[str], ContextManager[Server]], sizes: tup
                 entries.append(compare_one(server, n, x, cats, qs, truth, t, k, m, rerank))
             if not entries[-1]["supported"]:
                 print(f"{t}: not supported: {entries[-1]['error']}", flush=True)
+        flat = next((e["memory"]["server_rss_delta_mb_per_1m"] for e in entries
+                     if e["index_type"] in ("FLAT", "BRUTE_FORCE") and e.get("memory")), None)
+        for e in entries:
+            mem = e.get("memory")
+            if flat is not None and mem and mem["server_rss_delta_mb_per_1m"] is not None:
+                # where the server keeps the rows and raw vectors beside every index (Milvus Lite), this is
+                # the index's own RSS; where it does not (Milvus drops raw vectors an index holds), it reads low
+                mem["server_rss_over_flat_mb_per_1m"] = round(mem["server_rss_delta_mb_per_1m"] - flat, 1)
         report["sizes"][str(n)] = {"indexes": entries, "sign_bits_exact": sign_bits_exact(x, cats, qs, k, truth, rerank)}
         print(f"sign bits, exact NumPy: {report['sizes'][str(n)]['sign_bits_exact']}", flush=True)
     return report

@@ -174,7 +174,7 @@ def run_chaos(cfg: ChaosConfig, *, stack: ChaosStack | None = None, progress: An
 def _run(cfg: ChaosConfig, cs: ChaosStack, t_start: float, progress: Any) -> dict[str, Any]:
     """Load with faults, drain, hostile inputs, judge: each a named step below."""
     assert cs.kafka is not None and cs.stack is not None
-    uris, files = _load_images(cs)
+    uris, files = load_images(cs)
     progress(f"stack up in {time.monotonic() - t_start:.0f}s; computing reference vectors")
     refs = reference_vectors(files)
     pub, queries, loops, facts = _load_with_faults(cfg, cs, uris, t_start, progress)
@@ -335,7 +335,7 @@ def _fault_plan(cfg: ChaosConfig, total: int) -> list[tuple[int, str]]:
     return [(int(total * (i + 1) / (n + 1)), f) for i, f in enumerate(faults)]
 
 
-def _load_images(cs: ChaosStack) -> tuple[list[str], dict[str, Path]]:
+def load_images(cs: ChaosStack) -> tuple[list[str], dict[str, Path]]:
     """The load's image URIs (file:// and, with an object store, s3://) and the file behind each."""
     files = {f"file://{cs.image_root / n}": cs.image_root / n for n in cs.images}
     if cs.s3 is not None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from vitrine_tools.chaos.harness import ChaosStack, wait_until
 from vitrine_tools.chaos.load import CatalogueLoad, Publisher, image_reason_for
-from vitrine_tools.chaos.runner import QueryLoad, _load_images, judge_stack, reference_vectors
+from vitrine_tools.chaos.runner import QueryLoad, judge_stack, load_images, reference_vectors
 
 
 @dataclass
@@ -45,7 +45,7 @@ def run_soak(cfg: SoakConfig, progress: Any = print) -> dict[str, Any]:
 def _soak(cfg: SoakConfig, cs: ChaosStack, t0: float, progress: Any) -> dict[str, Any]:
     assert cs.kafka is not None
     topics = cs.settings.topics
-    uris, files = _load_images(cs)
+    uris, files = load_images(cs)
     refs = reference_vectors(files)
     load = CatalogueLoad(uris, cs.image_root, prefix="soakp", products=cfg.products, seed=cfg.seed)
     out: dict[str, Any] = {}
