@@ -162,6 +162,9 @@ class ProductIndex:
             chosen, live = target, True
         else:
             own = sorted(n for n in c.list_collections() if self.layout.same_model(n))
+            if not own and target is None:  # a fresh deployment: the index worker has not created it yet
+                raise IndexUnavailable(f"no alias {self.layout.alias} and no collection of model "
+                                       f"{self.layout.model_version!r} yet (the index worker creates them)")
             if not own:
                 raise ModelMismatch(
                     f"alias {self.layout.alias} points at {target}, built by another model version, and no "
