@@ -411,7 +411,7 @@ def test_prometheus_scrapes_the_workers_and_evaluates_the_alert_rules(
             return rules if all(r["health"] != "unknown" for r in rules) else []
 
         groups = api("rules")["groups"]
-        assert {g["name"] for g in groups} == {"vitrine-availability", "vitrine-pipeline", "vitrine-quality"}
+        assert {g["name"] for g in groups} == {"vitrine-availability", "vitrine-pipeline", "vitrine-quality", "vitrine-rollout"}
         rules = wait_for("every alert rule evaluated", evaluated, 60)
         assert [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"] == []
         firing = [a["labels"]["alertname"] for a in api("alerts")["alerts"]]
