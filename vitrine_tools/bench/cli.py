@@ -67,6 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     im.add_argument("--milvus-uri", help="a running Milvus (default: start a Milvus Lite server)")
     im.add_argument("--json", default="bench-images.json")
     im.set_defaults(func=_images)
+    rx = which.add_parser("reindex", help="vitrine reindex build from the feature log: rate, catch-up, canary")
+    rx.add_argument("--records", type=int, default=20_000)
+    rx.add_argument("--index-type", default="IVF_SQ8", help="the first rebuild's index type")
+    rx.add_argument("--live-rate", type=float, default=50.0, help="live records/s during the second rebuild")
+    rx.add_argument("--probes", type=int, default=200)
+    rx.add_argument("--json", default="bench-reindex.json")
+    rx.set_defaults(func=_reindex)
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -195,6 +202,13 @@ def _images(args: argparse.Namespace) -> int:
     Path(args.json).write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
     return 0
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    from vitrine_tools.bench import reindex
+
+    return reindex.main(["--records", str(args.records), "--index-type", args.index_type, "--live-rate",
+                         str(args.live_rate), "--probes", str(args.probes), "--json", args.json])
 
 
 def _text(args: argparse.Namespace) -> int:
