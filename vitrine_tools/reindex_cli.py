@@ -73,8 +73,12 @@ def _settings() -> Any:
 
 def _client(s: Any) -> Any:
     from indexer.store import connect
+    from vitrine_tools.reindex import ReindexError
 
-    return connect(s.milvus_uri, token=s.milvus_token.get_secret_value())
+    try:
+        return connect(s.milvus_uri, token=s.milvus_token.get_secret_value())
+    except Exception as exc:  # noqa: BLE001 - one clear line instead of a gRPC traceback
+        raise ReindexError(f"Milvus at {s.milvus_uri} not reachable: {exc}"[:400]) from exc
 
 
 def _print(doc: Any) -> None:
@@ -82,11 +86,16 @@ def _print(doc: Any) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from vitrine_tools.reindex import status
+    from vitrine_tools.reindex import ReindexError, status
 
     s = _settings()
-    _print(status(s.milvus_uri, s.collection_alias, s.kafka_bootstrap, s.topics,
-                  token=s.milvus_token.get_secret_value(), client_options=s.kafka_options()))
+    try:
+        _client(s).close()  # Milvus reachable, or one clear line
+        _print(status(s.milvus_uri, s.collection_alias, s.kafka_bootstrap, s.topics,
+                      token=s.milvus_token.get_secret_value(), client_options=s.kafka_options()))
+    except ReindexError as exc:
+        print(f"vitrine reindex status: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -155,65 +164,60 @@ def _run_canary(args: argparse.Namespace, s: Any, client: Any) -> dict[str, Any]
                   lag=lag)
 
 
-def _canary(args: argparse.Namespace) -> int:
+def _against_milvus(command: str, step: Any) -> int:
+    """Run ``step(settings, client)`` on a Milvus client; print its report, or the refusal and exit 1.
+    ``step`` returns (report, exit status)."""
     from vitrine_tools.reindex import ReindexError
 
     s = _settings()
-    client = _client(s)
     try:
-        report = _run_canary(args, s, client)
+        client = _client(s)
     except ReindexError as exc:
-        print(f"vitrine reindex canary: {exc}", file=sys.stderr)
+        print(f"vitrine reindex {command}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        report, code = step(s, client)
+    except ReindexError as exc:
+        print(f"vitrine reindex {command}: {exc}", file=sys.stderr)
         return 1
     finally:
         client.close()
     _print(report)
-    return 0 if report["passed"] else 1
+    return int(code)
+
+
+def _canary(args: argparse.Namespace) -> int:
+    def step(s: Any, client: Any) -> tuple[dict[str, Any], int]:
+        report = _run_canary(args, s, client)
+        return report, 0 if report["passed"] else 1
+
+    return _against_milvus("canary", step)
 
 
 def _swap(args: argparse.Namespace) -> int:
-    from vitrine_tools.reindex import ReindexError, alias_target, finish_pending, swap
+    from vitrine_tools.reindex import alias_target, finish_pending, swap
 
-    s = _settings()
-    client = _client(s)
-    try:
+    def step(s: Any, client: Any) -> tuple[dict[str, Any], int]:
         finish_pending(client, s.collection_alias)
         live = alias_target(client, s.collection_alias) == args.collection
-        report = swap(client, s.collection_alias, args.collection, None if live else _run_canary(args, s, client),
-                      force=args.force)
-    except ReindexError as exc:
-        print(f"vitrine reindex swap: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        client.close()
-    _print(report)
-    return 0
+        return swap(client, s.collection_alias, args.collection, None if live else _run_canary(args, s, client),
+                    force=args.force), 0
+
+    return _against_milvus("swap", step)
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from vitrine_tools.reindex import ReindexError, rollback
+    from vitrine_tools.reindex import rollback
 
-    s = _settings()
-    client = _client(s)
-    try:
-        _print(rollback(client, s.collection_alias))
-    except ReindexError as exc:
-        print(f"vitrine reindex rollback: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        client.close()
-    return 0
+    return _against_milvus("rollback", lambda s, client: (rollback(client, s.collection_alias), 0))
 
 
 def _gc(args: argparse.Namespace) -> int:
     from vitrine_tools.reindex import gc
 
-    s = _settings()
-    client = _client(s)
-    try:
+    def step(s: Any, client: Any) -> tuple[dict[str, Any], int]:
         report = gc(client, s.collection_alias, s.kafka_bootstrap, drop_previous=args.previous, dry_run=args.dry_run,
                     client_options=s.kafka_options())
-    finally:
-        client.close()
-    _print(report)
-    return 1 if report["refused"] else 0
+        return report, 1 if report["refused"] else 0
+
+    return _against_milvus("gc", step)
