@@ -11,11 +11,18 @@
     vitrine eval modifier --queries modifier_sample.csv [--data-root DIR] [--gallery G.csv]
                                                               P@10, NDCG@10: photo + modifier vs
                                                               image only vs text only
+    vitrine eval fitb --questions questions.csv [--json OUT] [--plot PNG]
+                                                              complete the look: FITB accuracy and
+                                                              compat AUC, compat head vs visual
+                                                              (pooled ImageNet features) vs random
 
 Defaults come from ``--data`` (catalog/catalog.csv, realshot/realshot.csv, street/photos.csv,
 street/boxes.csv). Queries and gallery probes are the held-out rows of the training split
 (``--split heldout``, the default) or every row (``--split all``). Writes ``{"vitrine": {...},
 "baseline": {...}}`` (per suite for ``all``) to ``--json`` and a bar chart next to it (``.png``).
+``fitb`` writes ``{"vitrine": {...}, "visual": {...}, "random": {...}}`` (``fitb_accuracy``,
+``compat_auc``, by hidden category; see ``vitrine_tools.training.fitb``) and plots accuracy by
+hidden category to ``--plot`` (else next to ``--json``).
 """
 
 from __future__ import annotations
@@ -80,6 +87,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
         from vitrine_tools.search_eval.run import cmd_search_eval
 
         return cmd_search_eval(a)
+    if a.suite == "fitb":
+        return cmd_fitb(a)
     t0 = time.time()
     ev = Evaluator(Path(a.data), Path(a.cache), Path(a.weights), device=pick_device(a.device), seed=a.seed,
                    split=a.split, dtype=a.dtype)
@@ -98,10 +107,48 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fitb(a: argparse.Namespace) -> int:
+    from vitrine_tools.training.compat_data import read_questions
+    from vitrine_tools.training.compat_plan import question_features
+    from vitrine_tools.training.fitb import METHODS, fitb_report, plot_by_category, score_questions
+    from workers.vision.backbone import Lite0Backbone
+    from workers.vision.compat import COMPAT_FILE, load_compat
+
+    t0 = time.time()
+    path = Path(a.questions or Path(a.data) / "queries" / "fitb_sample" / "questions.csv")
+    if not path.is_file():
+        print(f"no FITB questions at {path}: pass --questions CSV")
+        return 2
+    if not (Path(a.weights) / COMPAT_FILE).is_file():
+        print(f"no compatibility head at {Path(a.weights) / COMPAT_FILE}: run `vitrine train compat`")
+        return 2
+    questions = read_questions(path)
+    print(f"{len(questions)} questions from {path}")
+    device = pick_device(a.device)
+    head = load_compat(Path(a.weights), device)
+    # float32 features, as the head was trained on (the cache of `vitrine train compat` is reused)
+    index, feats = question_features(questions, Lite0Backbone(device, "float32"), Path(a.cache),
+                                     hist=bool(head.config["hist_dim"]))
+    scores = score_questions(questions, index, feats, head, a.seed)
+    result: dict[str, Any] = {m: fitb_report(questions, scores[m]) for m in METHODS}
+    result.update({"n_questions": len(questions), "questions": str(path), "model": f"{head.name}@{head.version}",
+                   "seconds": round(time.time() - t0, 1)})
+    text = json.dumps(result, indent=1)
+    print(text)
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(text)
+    png = Path(a.plot) if a.plot else (Path(a.json).with_suffix(".png") if a.json else None)
+    if png is not None:
+        png.parent.mkdir(parents=True, exist_ok=True)
+        plot_by_category(result, png, f"FITB accuracy by hidden category: {path.parent.name} ({len(questions)} q)")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("eval", help="evaluate the vision heads against the untrained baseline",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("suite", choices=[*SUITES, "all", *SEARCH_SUITES])
+    p.add_argument("suite", choices=[*SUITES, "all", *SEARCH_SUITES, "fitb"])
     p.add_argument("--data", default=str(default_data()))
     p.add_argument("--gallery", default=None, help="catalog.csv-format gallery")
     p.add_argument("--queries", default=None,
@@ -118,5 +165,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", choices=MODEL_DTYPES, default="auto",
                    help="backbone compute dtype; auto = bfloat16 on CUDA and on AMX CPUs, as the workers run it")
+    p.add_argument("--questions", default=None,
+                   help="fitb: questions.csv (default: the shared queries/fitb_sample/questions.csv)")
+    p.add_argument("--plot", default=None, help="fitb: PNG of accuracy by hidden category (default: next to --json)")
     p.add_argument("--json", default=None, help="write the figures here (and a .png plot next to it)")
     p.set_defaults(func=cmd_eval)
