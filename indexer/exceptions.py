@@ -17,3 +17,8 @@ class IndexUnavailable(VitrineError):
 class ModelMismatch(VitrineError):
     """The collection behind the alias was built by another model version than the querying worker's:
     its query vectors would be meaningless there. Deploy the matching worker or swap the alias."""
+
+
+class NoStyleVectors(VitrineError):
+    """The served collection has no ``style_vec`` field: its model has no style (compatibility) head,
+    so no look can be completed from it. Every other query works on it."""

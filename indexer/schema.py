@@ -25,7 +25,18 @@ and counts read the product rows only (``image_index == 0``). The product row ho
 and the list ``images``. ``indexer.store.ProductIndex.apply`` keeps the image rows in step with the
 product row (the product row is written last, so a crash before it replays the whole product).
 
-Convention: vectors are L2-normalised and compared by COSINE; larger score = more similar.
+**Style vectors** (``style_vec``, when the model has a style head): the garment's unit style
+vector under the type-aware compatibility head (``workers.vision.compat``), on the product row (an
+image row carries a copy, as of ``text_vec``). It is compared by inner product (``IP``), not
+cosine: a complete-the-look query is ``w[ca, cb] ⊙ f(a)``, not unit length, and its inner product
+with a stored ``f(b)`` *is* the compatibility, comparable across the categories of one look. Why a
+second vector field of the same collection and not a collection of its own: the row is written
+once, under the one version guard, with its filters (stock, price, gender) next to it, so a look
+never shows a product deleted or out of stock since, and no second store has to converge. Milvus
+2.3.5 (the ``milvus`` wheel) allows one vector field per collection: it serves the benchmarks only.
+
+Convention: vectors are L2-normalised and compared by COSINE (``style_vec``: IP); larger score = more
+similar.
 """
 
 from __future__ import annotations
@@ -40,7 +51,16 @@ import numpy as np
 from streams.codecs import IndexRecord
 from streams.schema import HOT_ATTRIBUTES
 
-VECTOR_FIELDS = ("image_vec", "colour_vec", "text_vec")
+VECTOR_FIELDS = ("image_vec", "colour_vec", "text_vec", "style_vec")
+#: The style vector (complete the look), when the model has one: compared by inner product.
+STYLE_VECTOR = "style_vec"
+_IP_FIELDS = frozenset({STYLE_VECTOR})
+
+
+def metric_of(field: str) -> str:
+    """The metric a vector field is indexed and searched with."""
+    return "IP" if field in _IP_FIELDS else "COSINE"
+
 SCALAR_OUTPUT = (
     "product_id", "version", "title", "brand", "price", "currency", "in_stock", "category",
     "article_type", "colour", "gender", "usage", "season", "image_uri", "event_time", "model_version",
@@ -185,7 +205,7 @@ class IndexLayout:
         idx = client.prepare_index_params()
         params = self.build_params
         for name in self.dims:
-            idx.add_index(name, index_type=self.index_type, metric_type="COSINE", params=params)
+            idx.add_index(name, index_type=self.index_type, metric_type=metric_of(name), params=params)
         if self.lexical:
             from pymilvus import Function, FunctionType
 
@@ -197,12 +217,16 @@ class IndexLayout:
             idx.add_index("text_sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         return s, idx
 
-    def search_params(self, index_type: str | None = None) -> dict[str, Any]:
+    def search_params(self, index_type: str | None = None, field: str = "image_vec") -> dict[str, Any]:
         """Search parameters for this layout's index, or for ``index_type`` (a collection of the same
-        model built with another index, which a query worker follows the alias to)."""
+        model built with another index, which a query worker follows the alias to), on ``field``."""
         kind = index_type or self.index_type
         params = {**DEFAULT_SEARCH_PARAMS.get(kind, {}), **(self.search_overrides if kind == self.index_type else {})}
-        return {"metric_type": "COSINE", "params": params}
+        return {"metric_type": metric_of(field), "params": params}
+
+    @property
+    def has_style(self) -> bool:
+        return STYLE_VECTOR in self.dims
 
     # ------------------------------------------------------------------ rows
 

@@ -29,10 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from indexer.exceptions import IndexUnavailable, ModelMismatch
+from indexer.exceptions import IndexUnavailable, ModelMismatch, NoStyleVectors
 from indexer.filters import build_filter, quote
 from indexer.guard import PATCH_UNKNOWN, Held, Outcome, plan_writes
-from indexer.schema import EXTRA_IMAGES, IMAGE_VECTORS, SCALAR_OUTPUT, IndexLayout, compose_search_text, image_row_id
+from indexer.schema import (
+    EXTRA_IMAGES,
+    IMAGE_VECTORS,
+    SCALAR_OUTPUT,
+    STYLE_VECTOR,
+    IndexLayout,
+    compose_search_text,
+    image_row_id,
+)
 from streams.codecs import IndexRecord
 from streams.schema import Filters
 
@@ -79,7 +87,7 @@ class SearchHit:
 
 
 #: The part a plain search's score is named by, per vector field.
-PART = {"image_vec": "visual", "text_vec": "dense", "colour_vec": "colour", "text_sparse": "bm25"}
+PART = {"image_vec": "visual", "text_vec": "dense", "colour_vec": "colour", "text_sparse": "bm25", "style_vec": "style"}
 
 
 @dataclass(frozen=True)
@@ -195,9 +203,9 @@ class ProductIndex:
             raise IndexUnavailable(f"Milvus at {self._uri}: {exc}") from exc
         return self.collection != before
 
-    def search_params(self) -> dict[str, Any]:
-        """The search parameters of the served collection's vector index."""
-        return self.layout.search_params(self._index_type)
+    def search_params(self, field: str = "image_vec") -> dict[str, Any]:
+        """The search parameters of the served collection's vector index on ``field``."""
+        return self.layout.search_params(self._index_type, field)
 
     def _c(self) -> Any:
         if self._client is None:
@@ -344,10 +352,22 @@ class ProductIndex:
         group = {"group_by_field": "item", "group_size": 1} if per_image else {}
         res = self._call(
             "search", self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()], anns_field=field,
-            filter=expr, limit=k, output_fields=list(SCALAR_OUTPUT), search_params=self.search_params(),
+            filter=expr, limit=k, output_fields=list(SCALAR_OUTPUT), search_params=self.search_params(field),
             **group,
         )
         return _hits(res, PART.get(field, field))
+
+    def search_style(self, vector: np.ndarray, category: str, filters: Filters, k: int, *,
+                     exclude_ids: tuple[str, ...] = ()) -> list[SearchHit]:
+        """The ``k`` products of ``category`` whose style vectors have the largest inner product with
+        ``vector`` (a complete-the-look query, ``workers.vision.style``), under ``filters``, by
+        their product rows. The category filter also picks the partition (the partition key)."""
+        if not self.layout.has_style:
+            raise NoStyleVectors(f"collection {self.collection} holds no style vectors (model "
+                                 f"{self.layout.model_version} has no style head)")
+        wanted = filters.model_copy(update={"category": category})
+        return self._nearest(vector, STYLE_VECTOR, build_filter(wanted, exclude_ids=exclude_ids, main_only=True),
+                             k, per_image=False)
 
     def search_lexical(self, text: str, filters: Filters, k: int, *,
                        exclude_ids: tuple[str, ...] = ()) -> list[SearchHit]:
