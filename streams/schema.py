@@ -158,7 +158,9 @@ def parse_event(data: bytes | str | dict[str, Any]) -> Event:
 
 # --------------------------------------------------------------------------- queries
 
-QueryKind = Literal["similar", "image", "text", "image_text", "get"]
+QueryKind = Literal["similar", "image", "text", "image_text", "get", "complete_look"]
+#: A coarse category name as a look asks for it ("shoes", "bag"); the query worker checks it is one it knows.
+CategoryName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_ -]*$")]
 #: ``relevance`` (default), or the relevant set re-ordered by price or with in-stock items first
 #: (ties keep their relevance order): ``workers.query.page``.
 SortOrder = Literal["relevance", "price_asc", "price_desc", "in_stock_first"]
@@ -202,13 +204,16 @@ class SearchRequest(_Model):
     facets: Annotated[list[FacetName], Field(max_length=8)] = []
     explain: bool = False  # each hit's score split into its parts
     all_regions: bool = False
+    # complete_look: the categories wanted (default: those that complete the item's or the photo's
+    # look); ``k`` is then the number of items per category
+    categories: Annotated[list[CategoryName], Field(max_length=16)] = []
 
-    @field_validator("facets")
+    @field_validator("facets", "categories")
     @classmethod
-    def _distinct(cls, facets: list[str]) -> list[str]:
-        if len(set(facets)) != len(facets):
-            raise ValueError("each facet at most once")
-        return facets
+    def _distinct(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError("each name at most once")
+        return names
 
 
 def parse_search_request(data: bytes | str | dict[str, Any]) -> SearchRequest:
@@ -228,10 +233,14 @@ def parse_search_request(data: bytes | str | dict[str, Any]) -> SearchRequest:
         field, msg = _first_error(exc)
         raise InvalidQuery(msg, field or None) from None
     needs = {"similar": ("product_id",), "image": ("image",), "text": ("text",), "image_text": ("image", "text"),
-             "get": ("product_id",)}
+             "get": ("product_id",), "complete_look": ()}
     for name in needs[req.kind]:
         if not getattr(req, name):
             raise InvalidQuery(f"required for kind {req.kind!r}", name)
+    if req.kind == "complete_look" and (req.product_id is None) == (req.image is None):
+        raise InvalidQuery("complete_look takes exactly one of product_id or image", "product_id")
+    if req.categories and req.kind != "complete_look":
+        raise InvalidQuery(f"categories are for kind 'complete_look', not {req.kind!r}", "categories")
     if req.image is not None and (req.image.uri is None) == (req.image.b64 is None):
         raise InvalidQuery("give exactly one of uri or b64", "image")
     f = req.filters

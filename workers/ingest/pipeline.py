@@ -83,10 +83,11 @@ def product_text(ev: UpsertEvent) -> str:
 
 
 def upsert_record(ev: UpsertEvent, analyses: Sequence[Any], text_vec: np.ndarray, model_version: str,
-                  source: SourceRef) -> IndexRecord:
+                  source: SourceRef, style_vec: np.ndarray | None = None) -> IndexRecord:
     """The record of an upsert from its images' analyses, in the event's order: the first image's gives
     the attributes (the main photo) and the product row's vectors; every further image adds its own
-    image and colour vectors."""
+    image and colour vectors. ``style_vec``: the main image's style vector, when the models have a
+    style head."""
     analysis, *more = analyses
     hot, attrs = hot_attributes(ev.attributes, analysis.tags)
     fields = {
@@ -94,6 +95,8 @@ def upsert_record(ev: UpsertEvent, analyses: Sequence[Any], text_vec: np.ndarray
         "currency": ev.currency, "in_stock": ev.in_stock, "image_uri": ev.images[0], "attributes": attrs, **hot,
     }
     vectors = {"image_vec": analysis.image_vec, "colour_vec": analysis.colour_vec, "text_vec": text_vec}
+    if style_vec is not None:
+        vectors["style_vec"] = style_vec
     extra = tuple((uri, {"image_vec": a.image_vec, "colour_vec": a.colour_vec}) for uri, a in zip(ev.images[1:], more))
     return IndexRecord("upsert", ev.product_id, ev.version, ev.occurred_at, fields, vectors, model_version, source,
                        extra)
@@ -247,10 +250,11 @@ class IngestPipeline:
                 m.BATCH_SIZE.labels("model").observe(sum(len(w.images or ()) for w in ready))
                 t0 = time.perf_counter()
                 try:
-                    analyses, text_vecs = await loop.run_in_executor(self._model_pool, self._infer, ready)
-                    for w, a, tv in zip(ready, analyses, text_vecs, strict=True):
+                    analyses, text_vecs, styles = await loop.run_in_executor(self._model_pool, self._infer, ready)
+                    for i, (w, a, tv) in enumerate(zip(ready, analyses, text_vecs, strict=True)):
                         assert isinstance(w.event, UpsertEvent)
-                        results[id(w)] = upsert_record(w.event, a, tv, self.vision.model_version, w.source)
+                        results[id(w)] = upsert_record(w.event, a, tv, self.vision.model_version, w.source,
+                                                       None if styles is None else styles[i])
                 except Exception as exc:  # a batch the model cannot take: each event to the DLQ, worker goes on
                     log.exception("model failed on a batch of %d", len(ready))
                     m.ERRORS.labels(self.worker, "model").inc()
@@ -271,8 +275,10 @@ class IngestPipeline:
         finally:
             self._slots.release()
 
-    def _infer(self, works: list[Work]) -> tuple[list[Any], np.ndarray]:
-        """One model batch of every image of ``works``; per work the list of its images' analyses."""
+    def _infer(self, works: list[Work]) -> tuple[list[Any], np.ndarray, np.ndarray | None]:
+        """One model batch of every image of ``works``: per work the list of its images' analyses, the
+        text vectors, and (with a style head) the style vectors of the main images, each under the
+        product's category (the merchant's when the head knows it: ``VisionPipeline.style_category``)."""
         images = [img for w in works for img in (w.images or ())]
         texts = [product_text(w.event) for w in works]  # type: ignore[arg-type]
         with self._in_model_lock:
@@ -282,15 +288,23 @@ class IngestPipeline:
             if self._threads:  # this thread's share of the torch threads: all of them when alone
                 _set_torch_threads(max(1, self._threads // sharing))
             analyses, text_vecs = self.vision.analyse(images), self.vision.embed_text(texts)
+            per_work, start = [], 0
+            for w in works:
+                n = len(w.images or ())
+                per_work.append(list(analyses[start:start + n]))
+                start += n
+            styles = None
+            if self.vision.style is not None:
+                from indexer.schema import normalise_value
+
+                mains = [a[0] for a in per_work]
+                cats = [self.vision.style_category(normalise_value(w.event.attributes.get("category", "")), a)  # type: ignore[union-attr]
+                        for w, a in zip(works, mains)]
+                styles = self.vision.style_vectors(mains, cats)
         finally:
             with self._in_model_lock:
                 self._in_model -= 1
-        per_work, start = [], 0
-        for w in works:
-            n = len(w.images or ())
-            per_work.append(list(analyses[start:start + n]))
-            start += n
-        return per_work, text_vecs
+        return per_work, text_vecs, styles
 
     # ------------------------------------------------------------------ stage 3: emit, in batch order
 

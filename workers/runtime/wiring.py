@@ -41,7 +41,7 @@ def layout_for(settings: Settings, vision: VisionPipeline) -> IndexLayout:
         model_version=vision.model_version, alias=settings.collection_alias, index_type=str(settings.index_type),
         index_params=dict(settings.index_params), search_overrides=dict(settings.search_params),
         lexical=settings.lexical_search,
-        dims={"image_vec": vision.image_dim, "colour_vec": vision.colour_dim, "text_vec": vision.text_dim},
+        dims=vision.dims(),
     )
 
 

@@ -7,7 +7,8 @@ caller routes on it (a DLQ record, an error reply).
 
 from __future__ import annotations
 
-__all__ = ["ImageDecodeError", "InvalidImageError", "ModelNotLoadedError", "VisionError"]
+__all__ = ["ImageDecodeError", "InvalidImageError", "ModelNotLoadedError", "ModelWeightsMissing", "StyleUnavailable",
+           "VisionError"]
 
 
 class VisionError(Exception):
@@ -62,3 +63,9 @@ class ModelWeightsMissing(VisionError, FileNotFoundError):
     def __init__(self, message: str, *, missing: list[str]) -> None:
         self.missing = missing
         super().__init__(message)
+
+
+class StyleUnavailable(VisionError):
+    """These models have no style (compatibility) head, so nothing can complete a look: the
+    baseline models, or a collection built before the head shipped. A query worker answers
+    ``complete_look`` with an error reply (``style_unavailable``); every other query works."""

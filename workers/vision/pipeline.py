@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from workers.vision.exceptions import StyleUnavailable
 from workers.vision.protocols import Detector, Embedder, Region, Tag, Tagger, TextEmbedder, check_image
+from workers.vision.style import StyleEmbedder
 
-__all__ = ["ImageAnalysis", "VisionPipeline", "crop_region"]
+__all__ = ["Garment", "ImageAnalysis", "VisionPipeline", "crop_region"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,19 @@ class ImageAnalysis:
     # (C,) float32 classifier probabilities over GROUPS["category"] for the main region, when the
     # tagger gives them (trained models); the query worker fuses them with the neighbours' categories.
     category_probs: np.ndarray | None = None
+    # (F,) float32: the main region's input to the style (compatibility) head, when the pipeline has
+    # one (``VisionPipeline.style``): its pooled backbone features and colour histogram. The style
+    # vector itself needs the product's category, known only after the merchant's attributes are
+    # read: ``VisionPipeline.style_vectors``.
+    style_input: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Garment:
+    """One garment of a look found in a photo: its region and its style vector."""
+
+    region: Region
+    style_vec: np.ndarray  # (Ds,) float32, unit L2 norm
 
 
 def crop_region(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -61,15 +76,18 @@ class VisionPipeline:
         embedder: Embedder,
         colour: Embedder,
         text: TextEmbedder,
+        style: StyleEmbedder | None = None,
     ) -> None:
         self.detector = detector
         self.tagger = tagger
         self.embedder = embedder
         self.colour = colour
         self.text = text
+        self.style = style
 
     def _models(self) -> tuple[object, ...]:
-        return (self.detector, self.tagger, self.embedder, self.colour, self.text)
+        base = (self.detector, self.tagger, self.embedder, self.colour, self.text)
+        return base + ((self.style,) if self.style is not None else ())
 
     def load(self) -> None:
         """Load every model's weights (idempotent; models without weights are skipped)."""
@@ -99,6 +117,51 @@ class VisionPipeline:
     @property
     def text_dim(self) -> int:
         return int(self.text.dim)
+
+    @property
+    def style_dim(self) -> int:
+        """The style vector's dimension; 0 without a style head (the index then has no ``style_vec``)."""
+        return int(self.style.dim) if self.style is not None else 0
+
+    def dims(self) -> dict[str, int]:
+        """Vector field -> dimension, as the index lays them out."""
+        dims = {"image_vec": self.image_dim, "colour_vec": self.colour_dim, "text_vec": self.text_dim}
+        if self.style is not None:
+            dims["style_vec"] = self.style_dim
+        return dims
+
+    def _style(self) -> StyleEmbedder:
+        if self.style is None:
+            raise StyleUnavailable(f"the models {self.model_version} have no style head: "
+                                   "complete_look needs the trained models with compat.pt")
+        return self.style
+
+    def style_category(self, merchant_category: str, analysis: ImageAnalysis) -> str:
+        """The category a product's style vector is computed under: the merchant's, when the style
+        head knows it, else the model's own reading of the main image."""
+        style = self._style()
+        if merchant_category and style.known(merchant_category):
+            return merchant_category
+        tag = analysis.tags.get("category")
+        if tag is not None and style.known(tag.value):
+            return tag.value
+        region = analysis.regions[0].category if analysis.regions else ""
+        return region if style.known(region) else style.categories[0]
+
+    def style_vectors(self, analyses: Sequence[ImageAnalysis], categories: Sequence[str]) -> np.ndarray:
+        """(n, style_dim) float32 unit style vectors of the analyses' main regions under ``categories``."""
+        style = self._style()
+        if any(a.style_input is None for a in analyses):
+            raise StyleUnavailable(f"{type(self).__name__} gives no style inputs")
+        if not analyses:
+            return np.zeros((0, style.dim), np.float32)
+        return style.embed(np.stack([a.style_input for a in analyses]), categories)  # type: ignore[misc]
+
+    def garments(self, image: np.ndarray) -> list[Garment]:
+        """The garments of a photo (one per category, best region first) with their style vectors;
+        the query side of complete-the-look. Needs a pipeline with a style head and its inputs."""
+        self._style()
+        raise StyleUnavailable(f"{type(self).__name__} cannot find the garments of a look")
 
     def analyse(self, images: Sequence[np.ndarray]) -> list[ImageAnalysis]:
         """Batch: detect, crop each image's main region, then tag and embed the crops."""

@@ -15,6 +15,7 @@ trained head's version is the digest of its weights, e.g.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,10 +23,12 @@ import torch
 
 from workers.vision.colour import ColourHistogramEmbedder
 from workers.vision.fusion import FusionConfig
-from workers.vision.pipeline import ImageAnalysis, VisionPipeline, crop_region
+from workers.vision.pipeline import Garment, ImageAnalysis, VisionPipeline, crop_region
 from workers.vision.protocols import Region, check_image
+from workers.vision.style import StyleEmbedder
 from workers.vision.text import MiniLMTextEmbedder
 from workers.vision.trained import (
+    WEIGHTS_DIR,
     SharedHeads,
     TrainedDetector,
     TrainedEmbedder,
@@ -34,7 +37,10 @@ from workers.vision.trained import (
     tags_from_probs,
 )
 
-__all__ = ["TrainedVisionPipeline"]
+__all__ = ["GARMENTS_MAX", "TrainedVisionPipeline"]
+
+#: At most this many garments of a photo make a look (the street outfits have 2-7).
+GARMENTS_MAX = 6
 
 
 class TrainedVisionPipeline(VisionPipeline):
@@ -44,10 +50,11 @@ class TrainedVisionPipeline(VisionPipeline):
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, dict[str, Any]], device: str = "cpu",
-                      dtype: str = "auto", text_cache: int = 20_000) -> TrainedVisionPipeline:
-        shared = SharedHeads(manifest, device=device, dtype=dtype)
+                      dtype: str = "auto", text_cache: int = 20_000, weights_dir: Path = WEIGHTS_DIR,
+                      style: StyleEmbedder | None = None) -> TrainedVisionPipeline:
+        shared = SharedHeads(manifest, weights_dir=weights_dir, device=device, dtype=dtype)
         return cls(TrainedDetector(shared), TrainedTagger(shared), TrainedEmbedder(shared),
-                   ColourHistogramEmbedder(), MiniLMTextEmbedder(device=device, cache_size=text_cache))
+                   ColourHistogramEmbedder(), MiniLMTextEmbedder(device=device, cache_size=text_cache), style)
 
     @property
     def shared(self) -> SharedHeads:
@@ -64,8 +71,10 @@ class TrainedVisionPipeline(VisionPipeline):
 
     def _models(self) -> tuple[object, ...]:
         # The colour tagger is folded into the attribute tagger (its colour head reads the ROI
-        # histogram); the version string names the five models that make the stored vectors/tags.
-        return (self.detector, self.tagger, self.embedder, self.colour, self.text)
+        # histogram); the version string names the models that make the stored vectors/tags: five,
+        # and the style head when there is one.
+        base = (self.detector, self.tagger, self.embedder, self.colour, self.text)
+        return base + ((self.style,) if self.style is not None else ())
 
     def analyse(self, images: Sequence[np.ndarray]) -> list[ImageAnalysis]:
         if len(images) == 0:
@@ -84,6 +93,7 @@ class TrainedVisionPipeline(VisionPipeline):
             pooled[torch.tensor(small)] = crop_feats.pooled
         colour_vecs = self.colour.embed(crops)  # (N, 64) float32, also the tagger's colour input
         vecs = shared.embed_pooled(pooled)  # (N, 256) float32
+        style_inputs = None if self.style is None else self.style.inputs(pooled.float().cpu().numpy(), colour_vecs)
         probs = shared.tag_probs(pooled, colour_vecs)
         out = []
         for i in range(len(images)):
@@ -92,5 +102,35 @@ class TrainedVisionPipeline(VisionPipeline):
             if regs[0].category == "unknown":  # whole-image fallback: name it with the classifier
                 regs[0] = Region(regs[0].box, tags["category"].value, regs[0].score)
             out.append(ImageAnalysis(image_vec=vecs[i], colour_vec=colour_vecs[i], regions=regs, tags=tags,
-                                     category_probs=probs["category"][i].astype(np.float32)))
+                                     category_probs=probs["category"][i].astype(np.float32),
+                                     style_input=None if style_inputs is None else style_inputs[i]))
         return out
+
+    def garments(self, image: np.ndarray, max_garments: int = GARMENTS_MAX) -> list[Garment]:
+        """The garments of a photo, for complete-the-look: every detected region of a category the
+        style head knows, the best-scoring one per category (an outfit has one garment of each,
+        as the head was trained), at most ``max_garments``; each region's crop is forwarded again
+        and embedded under the detected category. A photo where the detector finds nothing (the
+        whole-image fallback) is one garment, of the category the tagger reads. The training
+        garments were cut out by their masks onto white; here the crop keeps its background (no
+        masks at query time), which a product photo on white does not have anyway."""
+        check_image(image)
+        style = self._style()
+        shared = self.shared
+        shared._ready()
+        feats, geoms = shared.backbone.features([image])
+        regions = shared.detect(feats, geoms)[0]
+        picked: dict[str, Region] = {}
+        for r in regions:
+            if r.category not in picked and style.known(r.category):
+                picked[r.category] = r
+        chosen = list(picked.values())[:max_garments]
+        if not chosen:
+            probs = shared.tag_probs(feats.pooled, self.colour.embed([image]))
+            category = tags_from_probs(probs, 0)["category"].value
+            chosen = [Region((0, 0, image.shape[1], image.shape[0]), category, 0.0)]
+        crops = [crop_region(image, r.box) for r in chosen]
+        crop_feats, _ = shared.backbone.features(crops)
+        inputs = style.inputs(crop_feats.pooled.float().cpu().numpy(), self.colour.embed(crops))
+        vecs = style.embed(inputs, [r.category for r in chosen])
+        return [Garment(r, vecs[i]) for i, r in enumerate(chosen)]

@@ -49,9 +49,11 @@ def test_version_names_every_model_and_load_is_required() -> None:
     assert manifest is not None
     parts = p.model_version.split("+")
     assert [x.split("@")[0] for x in parts] == [
-        "roi-centernet", "attr-tagger", "effnet-lite0-proj", "colour-hist", "all-MiniLM-L6-v2"]
+        "roi-centernet", "attr-tagger", "effnet-lite0-proj", "colour-hist", "all-MiniLM-L6-v2", "style-compat"]
     assert parts[0] == f"roi-centernet@{manifest['detector']['version']}"
-    assert (p.image_dim, p.colour_dim, p.text_dim) == (256, 64, 384)
+    assert parts[-1] == f"style-compat@{json.loads((WEIGHTS_DIR / 'compat.json').read_text())['version']}"
+    assert (p.image_dim, p.colour_dim, p.text_dim, p.style_dim) == (256, 64, 384, 128)
+    assert p.dims() == {"image_vec": 256, "colour_vec": 64, "text_vec": 384, "style_vec": 128}
     with pytest.raises(ModelNotLoadedError):
         p.analyse([np.zeros((32, 32, 3), np.uint8)])
 
@@ -118,3 +120,32 @@ def test_sample_photos_get_a_sensible_category(pipeline: TrainedVisionPipeline) 
     out = pipeline.analyse(images)
     right = np.mean([a.tags["category"].value == r["category"] for a, r in zip(out, rows)])
     assert right >= 0.6, right
+
+
+def test_style_vectors_follow_the_category_they_are_computed_under(pipeline: TrainedVisionPipeline,
+                                                                    photos: list[np.ndarray]) -> None:
+    out = pipeline.analyse(photos)
+    assert all(a.style_input is not None and a.style_input.shape == (pipeline.style.head.feature_dim,)
+               for a in out)
+    tops = pipeline.style_vectors(out, ["top"] * len(out))
+    assert tops.shape == (len(out), 128) and tops.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(tops, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(tops, pipeline.style_vectors(out, ["top"] * len(out)))  # deterministic
+    shoes = pipeline.style_vectors(out, ["shoes"] * len(out))
+    assert not np.allclose(tops, shoes)  # the category conditions the vector
+    # the merchant's category wins when the head knows it, else the model's reading
+    assert pipeline.style_category("skirt", out[0]) == "skirt"
+    assert pipeline.style_category("gift cards", out[0]) == out[0].tags["category"].value
+
+
+def test_garments_of_a_photo_one_per_category_with_unit_style_vectors(pipeline: TrainedVisionPipeline,
+                                                                       photos: list[np.ndarray]) -> None:
+    for img in photos[:3]:
+        garments = pipeline.garments(img)
+        assert 1 <= len(garments) <= 6
+        cats = [g.region.category for g in garments]
+        assert len(set(cats)) == len(cats) and all(c in GROUPS["category"] for c in cats)
+        for g in garments:
+            assert g.style_vec.shape == (128,) and abs(float(np.linalg.norm(g.style_vec)) - 1) < 1e-5
+            x0, y0, x1, y1 = g.region.box
+            assert 0 <= x0 < x1 <= img.shape[1] and 0 <= y0 < y1 <= img.shape[0]
