@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from streams.schema import SearchRequest
-from workers.query.replies import ErrorReply, ProductReply, SearchReply
+from workers.query.replies import ErrorReply, LookReply, ProductReply, SearchReply
 
 __all__ = ["openapi_document"]
 
@@ -17,6 +17,7 @@ _REF = "#/components/schemas/{model}"
 ERROR_STATUSES = {"400": "a bad request (the field is named)", "401": "a bearer token is required",
                   "404": "an unknown or deleted product", "422": "an image that cannot be fetched or decoded",
                   "500": "an unexpected failure (the message is its type only)",
+                  "501": "complete_look on models without a style head (code style_unavailable)",
                   "503": "a dependency is away (the index, the object store, another model version): retry"}
 
 
@@ -39,13 +40,17 @@ def _errors(*codes: str) -> dict[str, Any]:
 
 def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
     search = {"post": {
-        "summary": "Search by product, photo, text or photo + text modifier; or get a product (kind get)",
+        "summary": "Search by product, photo, text or photo + text modifier; get a product (kind get); "
+                   "complete a look (kind complete_look: items of other categories that go with a product "
+                   "or with the garments of a photo, k per category)",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": _REF.format(
             model="SearchRequest")}}}},
-        "responses": {"200": {"description": "the results (or, for kind get, the product)", "content": {
+        "responses": {"200": {"description": "the results (for kind get, the product; for complete_look, "
+                                             "the complements per category)", "content": {
             "application/json": {"schema": {"oneOf": [{"$ref": _REF.format(model="SearchReply")},
-                                                      {"$ref": _REF.format(model="ProductReply")}]}}}},
-                      **_errors("400", "401", "404", "422", "500", "503")},
+                                                      {"$ref": _REF.format(model="ProductReply")},
+                                                      {"$ref": _REF.format(model="LookReply")}]}}}},
+                      **_errors("400", "401", "404", "422", "500", "501", "503")},
         "security": [{}, {"bearer": []}]}}
     product = {"get": {
         "summary": "What the index holds for a product (never its vectors)",
@@ -68,6 +73,6 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
             "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {
                 "description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
         },
-        "components": {"schemas": _schemas(SearchRequest, SearchReply, ProductReply, ErrorReply),
+        "components": {"schemas": _schemas(SearchRequest, SearchReply, ProductReply, LookReply, ErrorReply),
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["ErrorBody", "ErrorReply", "Explanation", "FacetCount", "Facets", "Hit", "Page", "Product", "ProductReply",
-           "SearchReply"]
+__all__ = ["ComplementGroup", "ErrorBody", "ErrorReply", "Explanation", "FacetCount", "Facets", "Hit", "Look",
+           "LookItem", "LookReply", "Page", "Product", "ProductReply", "SearchReply"]
 
 
 class _Reply(BaseModel):
@@ -88,6 +88,41 @@ class SearchReply(_Reply):
     regions: list[dict[str, Any]] | None = None
 
 
+class LookItem(_Reply):
+    """A garment of the look: the product asked about, or a garment the detector found in the photo."""
+
+    category: str
+    product_id: str | None = None  # a product_id query
+    box: list[int] | None = None  # a photo query: x0, y0, x1, y1 pixels of the decoded photo
+    score: float | None = None  # the detector's confidence (0 for a whole-image fallback)
+
+
+class Look(_Reply):
+    items: list[LookItem]
+    categories: list[str]  # the categories searched, in the order of ``complements``
+    defaulted: bool  # true when the request named none: those that complete the look's categories
+
+
+class ComplementGroup(_Reply):
+    """The most compatible items of one category, best first: ``score`` is their mean type-aware
+    compatibility with the look's garments (larger = goes better; comparable across the groups)."""
+
+    category: str
+    results: list[Hit]
+
+
+class LookReply(_Reply):
+    """200 for ``complete_look``."""
+
+    request_id: str | None
+    ok: bool
+    kind: str
+    took_ms: float
+    model_version: str
+    look: Look
+    complements: list[ComplementGroup]
+
+
 class Product(_Reply):
     """What the index holds for one product (never its vectors)."""
 
@@ -132,7 +167,7 @@ class ErrorBody(_Reply):
 
 
 class ErrorReply(_Reply):
-    """Every failure: 400, 401, 404, 422, 503 or 500 (the table in ``workers.query.service``)."""
+    """Every failure: 400, 401, 404, 422, 501, 503 or 500 (the table in ``workers.query.service``)."""
 
     request_id: str | None
     ok: bool

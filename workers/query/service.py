@@ -2,7 +2,8 @@
 
 Kinds: ``similar`` (a product's own image vector, the product itself excluded), ``image`` (a photo by
 URI or base64: main region embedded), ``text`` (MiniLM over titles and descriptions), ``image_text``
-(a photo plus a text modifier: weighted fusion of both searches). Filters are exact matches on the
+(a photo plus a text modifier: weighted fusion of both searches), ``complete_look`` (the items of
+other categories that go with a product or with the garments of a photo: ``complete_look``). Filters are exact matches on the
 scalar fields, escaped (``indexer.filters``).
 
 Photo queries with the trained models also predict the main region's category by fusion (classifier +
@@ -30,7 +31,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from indexer.exceptions import IndexUnavailable, ModelMismatch
+from indexer.exceptions import IndexUnavailable, ModelMismatch, NoStyleVectors
+from indexer.schema import STYLE_VECTOR
 from indexer.store import ProductIndex, SearchHit, SubRequest, TextFusion
 from streams.exceptions import InvalidQuery
 from streams.schema import Filters, SearchRequest, parse_search_request
@@ -42,7 +44,7 @@ from workers.query.page import check_window, count_facets, sort_hits
 from workers.query.parse import parse_query
 from workers.query.modifier import COLOUR_WEIGHT, NEAR_DUPLICATE, modifier_plan
 from workers.query.text import text_plan
-from workers.vision.exceptions import ImageDecodeError
+from workers.vision.exceptions import ImageDecodeError, StyleUnavailable
 from workers.vision.fusion import FusionConfig
 from workers.vision.pipeline import VisionPipeline
 
@@ -83,6 +85,9 @@ ERRORS: list[ErrorRule] = [
               "the image could not be fetched now (its store is unavailable); retry shortly: "),
     ErrorRule(DeadLetter, "bad_image", 422),  # permanent fetch errors: forbidden, not found, too large
     ErrorRule(ModelMismatch, "model_mismatch", 503),
+    # the served models (or collection) have no style head: complete_look only; not worth a retry
+    ErrorRule(StyleUnavailable, "style_unavailable", 501),
+    ErrorRule(NoStyleVectors, "style_unavailable", 501),
     ErrorRule(IndexUnavailable, "unavailable", 503),
 ]
 
@@ -199,6 +204,8 @@ class QueryService:
     async def _search(self, req: SearchRequest) -> dict[str, Any]:
         if req.kind == "get":
             return {"product": await self.product(req.product_id or ""), "model_version": self.vision.model_version}
+        if req.kind == "complete_look":
+            return await self.complete_look(req)
         check_window(req.offset, req.k, self.relevant_set)
         ranked = await self._rank(req)
         hits = sort_hits(ranked.hits, req.sort)
@@ -339,6 +346,63 @@ class QueryService:
         if prediction is not None:
             more["predicted_category"] = prediction_json(prediction, self.vision.model_version)
         return Ranked(hits[:pool], more, attempt, signals)
+
+    async def complete_look(self, req: SearchRequest) -> dict[str, Any]:
+        """Complementary items for a product (``product_id``) or a photo of a look, per category.
+
+        The look's garments: the product's stored style vector and category, or the garments the
+        detector finds in the photo (``VisionPipeline.garments``: a street photo of a person is a
+        look of several). The categories: ``req.categories``, else those that complete every
+        garment's category (``StyleEmbedder.complements``), never one the look already has. Per
+        category one inner-product search of ``style_vec`` (``StyleEmbedder.query``: the mean
+        compatibility with the look's garments) under the request's filters, ``k`` items each;
+        the product itself is never among them."""
+        style = self.vision.style
+        if style is None:
+            raise StyleUnavailable(f"the models {self.vision.model_version} have no style head: "
+                                   "complete_look needs the trained models with compat.pt")
+        exclude: tuple[str, ...] = ()
+        look: list[dict[str, Any]] = []
+        if req.product_id is not None:
+            row = await asyncio.to_thread(self.index.get, req.product_id, with_vectors=True)
+            if row is None or row.get("deleted"):
+                raise NotFound(f"product {req.product_id!r} is not in the index", "product_id")
+            vec = row.get(STYLE_VECTOR)
+            if vec is None:
+                raise NoStyleVectors(f"product {req.product_id!r} has no style vector (model "
+                                     f"{row.get('model_version')})")
+            category = str(row.get("category", ""))
+            if not style.known(category):
+                raise InvalidQuery(f"product {req.product_id!r} is of category {category!r}, which no look "
+                                   f"is learnt for (known: {', '.join(style.categories)})", "product_id")
+            items = [(category, np.asarray(vec, np.float32))]
+            look.append({"product_id": req.product_id, "category": category})
+            exclude = (req.product_id,)
+        else:
+            image = await self._query_image(req)
+            garments = await self._in_model(lambda: self.vision.garments(image))
+            items = [(g.region.category, g.style_vec) for g in garments]
+            look += [{"category": g.region.category, "box": list(g.region.box), "score": round(g.region.score, 4)}
+                     for g in garments]
+        present = [c for c, _ in items]
+        unknown = [c for c in req.categories if not style.known(c)]
+        if unknown:
+            raise InvalidQuery(f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)} "
+                               f"(known: {', '.join(style.categories)})", "categories")
+        wanted = list(req.categories) or style.complements(present)
+        if not wanted:
+            raise InvalidQuery(f"no categories are learnt to complete {', '.join(present)}: name the categories "
+                               "wanted", "categories")
+
+        def search(category: str) -> list[SearchHit]:
+            return self.index.search_style(style.query(items, category), category, req.filters, req.k,
+                                           exclude_ids=exclude)
+
+        found = await asyncio.gather(*(asyncio.to_thread(search, c) for c in wanted))
+        groups = [{"category": c, "results": [hit_json(h, explain=req.explain) for h in hits]}
+                  for c, hits in zip(wanted, found)]
+        return {"look": {"items": look, "categories": wanted, "defaulted": not req.categories},
+                "complements": groups, "model_version": self.vision.model_version}
 
     async def _query_image(self, req: SearchRequest) -> np.ndarray:
         from workers.vision.decode import decode_image
