@@ -537,3 +537,76 @@ def test_every_image_is_searchable_and_a_shrinking_upsert_leaves_no_orphan(h: Ha
     h.pub.flush()
     h.wait_version(multi, 5)
     assert [(r["image_index"], r["deleted"]) for r in rows(multi)] == [(0, True)]  # the tombstone alone
+
+
+@pytest.fixture(scope="module")
+def wardrobe(h: Harness) -> dict[str, Any]:
+    """Products of one brand (the filter keeps other tests' products out) in five categories, four
+    each: half in stock, prices 10 to 200."""
+    brand = f"w{uuid.uuid4().hex[:8]}"
+    products: dict[str, dict[str, Any]] = {}
+    for cat in ("top", "pants", "shoes", "outerwear", "skirt"):
+        rows = [i for i, r in enumerate(SAMPLE) if r["category"] == cat][:4]
+        for j, i in enumerate(rows):
+            pid = f"look-{cat}{j}-{uuid.uuid4().hex[:6]}"
+            price, in_stock = 10.0 + 60 * j, j % 2 == 0
+            h.upsert(pid, 1, i, brand=brand, price=price, in_stock=in_stock, attributes={"category": cat})
+            products[pid] = {"category": cat, "price": price, "in_stock": in_stock, "image": i}
+    h.pub.flush()
+    for pid in products:
+        h.wait_version(pid, 1)
+    return {"brand": brand, "products": products}
+
+
+def test_complete_look_of_a_product_over_kafka_and_http_on_the_real_index(
+        h: Harness, wardrobe: dict[str, Any]) -> None:
+    from workers.query.replies import LookReply
+
+    products = wardrobe["products"]
+    top = next(p for p, r in products.items() if r["category"] == "top")
+    assert h.row(top, vectors=True)["style_vec"] is not None  # the ingest worker wrote the style vector
+    body = {"kind": "complete_look", "product_id": top, "k": 4, "filters": {"brand": wardrobe["brand"]}}
+    reply = h.client.search(body)
+    assert reply["ok"], reply
+    LookReply.model_validate(reply)
+    assert reply["look"]["defaulted"] and reply["look"]["items"] == [{"product_id": top, "category": "top"}]
+    wanted = reply["look"]["categories"]
+    assert "top" not in wanted and {"pants", "shoes"} <= set(wanted)
+    for group in reply["complements"]:
+        ids = [r["product_id"] for r in group["results"]]
+        assert top not in ids and all(products[p]["category"] == group["category"] for p in ids)
+        if group["category"] in {"pants", "shoes", "outerwear", "skirt"}:
+            assert len(ids) == 4  # every product of the category under the brand
+        scores = [r["score"] for r in group["results"]]
+        assert scores == sorted(scores, reverse=True)
+
+    status, over_http = h.http({"request_id": "look-http", **body})
+    assert status == 200 and over_http["complements"] == reply["complements"]
+
+    # the categories asked for, under stock and price filters
+    reply = h.client.search({**body, "categories": ["shoes", "skirt"],
+                             "filters": {"brand": wardrobe["brand"], "in_stock": True, "price_max": 100}})
+    assert reply["ok"] and not reply["look"]["defaulted"], reply
+    assert [g["category"] for g in reply["complements"]] == ["shoes", "skirt"]
+    for group in reply["complements"]:
+        expected = {p for p, r in products.items() if r["category"] == group["category"] and r["in_stock"]
+                    and r["price"] <= 100}
+        assert {r["product_id"] for r in group["results"]} == expected and expected
+
+    status, bad = h.http({"request_id": "look-bad", **body, "categories": ["spaceships"]})
+    assert status == 400 and bad["error"]["field"] == "categories"
+
+
+def test_complete_look_of_a_photo_finds_its_garments_and_completes_them(h: Harness, wardrobe: dict[str, Any]) -> None:
+    products = wardrobe["products"]
+    pants = next(r["image"] for r in products.values() if r["category"] == "pants")
+    photo = base64.b64encode(Path(h.image(pants)[7:]).read_bytes()).decode()
+    status, reply = h.http({"request_id": "look-photo", "kind": "complete_look", "image": {"b64": photo}, "k": 3,
+                            "filters": {"brand": wardrobe["brand"]}})
+    assert status == 200 and reply["ok"], reply
+    items = reply["look"]["items"]
+    assert items and all(len(i["box"]) == 4 and i["category"] for i in items)
+    present = {i["category"] for i in items}
+    assert reply["complements"] and not present & set(reply["look"]["categories"])
+    for group in reply["complements"]:
+        assert all(products[r["product_id"]]["category"] == group["category"] for r in group["results"])
