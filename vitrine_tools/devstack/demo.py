@@ -1,7 +1,8 @@
 """``vitrine demo``: the embedded stack end to end on the bundled CC0 sample catalogue.
 
 Publishes every sample product (plus two poison events, to show the dead-letter path), waits until
-each event is indexed or dead-lettered, runs photo and text queries over Kafka and HTTP, prints the
+each event is indexed or dead-lettered, runs photo, text, similar and complete-the-look queries over
+Kafka and HTTP, prints the
 results and the figures, and ends with one JSON line:
 ``{"published", "indexed", "dlq", "queries", "queries_ok", "queries_failed", "events_per_s",
 "freshness_p50_s", "freshness_p99_s"}``. Freshness here is event time -> row written (``indexed_at``
@@ -10,7 +11,9 @@ in Milvus), per product.
 Each reply is judged (``judge_reply``): a query counts in ``queries_ok`` only when its reply is ok, of
 its kind, not empty, and answers it (a text query's top hit is in the category it names, a photo's
 top hit is the product photographed, a ``similar`` reply leaves the product out and keeps to its
-filters); the bad query must get its error reply. ``queries_failed`` lists the others with why; the
+filters; a ``complete_look`` reply, ``judge_look``, answers every category it says it completes
+with items of that category, under the filters, never the product itself); the bad query must get
+its error reply. ``queries_failed`` lists the others with why; the
 demo exits 1 when any query failed or an event was neither indexed nor dead-lettered.
 """
 
@@ -124,6 +127,41 @@ def judge_reply(status: int, reply: dict[str, Any], kind: str, *, top_category: 
     return None
 
 
+def judge_look(status: int, reply: dict[str, Any], *, excluded: str | None = None,
+               filters: dict[str, Any] | None = None) -> str | None:
+    """Why ``reply`` does not answer a ``complete_look`` query; None when it does: every wanted
+    category answered with items of that category, under the filters, never the query product."""
+    if status != 200 or not reply.get("ok"):
+        return f"error reply ({status}): {reply.get('error')}"
+    groups = reply.get("complements") or []
+    if not groups or not any(g["results"] for g in groups):
+        return "no complements"
+    if [g["category"] for g in groups] != reply["look"]["categories"]:
+        return "the groups are not the categories the look says it completes"
+    for g in groups:
+        wrong = [h["product_id"] for h in g["results"] if h.get("category") != g["category"]]
+        if wrong:
+            return f"{g['category']} complements of other categories: {wrong}"
+        if g["results"]:
+            why = judge_reply(200, {"ok": True, "kind": "complete_look", "results": g["results"]}, "complete_look",
+                              excluded=excluded, filters=filters)
+            if why:
+                return f"{g['category']}: {why}"
+    return None
+
+
+def _show_look(title: str, reply: dict[str, Any]) -> None:
+    print(f"\n{title}")
+    if not reply.get("ok"):
+        print(f"  error: {reply.get('error')}")
+        return
+    items = ", ".join(i.get("product_id", i["category"]) for i in reply["look"]["items"])
+    print(f"  the look: {items}; completed with {', '.join(reply['look']['categories'])}")
+    for g in reply["complements"]:
+        best = "; ".join(f"{h['product_id']} {h['score']:.3f}" for h in g["results"][:3])
+        print(f"  {g['category']:10s} {best}")
+
+
 def _show(title: str, reply: dict[str, Any]) -> None:
     print(f"\n{title}")
     if not reply.get("ok"):
@@ -195,6 +233,19 @@ def run_demo(data_dir: Path, *, limit: int = 0, json_path: str | None = None, en
         reply = client.search({"kind": "similar", "product_id": r["product_id"], "k": 5, "filters": filters})
         _show(title, reply)
         record(title, judge_reply(200, reply, "similar", excluded=r["product_id"], filters=filters))
+        # complete the look: of a top over Kafka (in stock, under 100), of a photo over HTTP
+        top = next((r for r in rows if r["category"] == "top" and prices[r["product_id"]] <= 100), rows[0])
+        title = f"complete the look of {top['product_id']} ({top['category']}) over Kafka, in stock, under 100"
+        reply = client.search({"kind": "complete_look", "product_id": top["product_id"], "k": 3, "filters": filters})
+        _show_look(title, reply)
+        record(title, judge_look(200, reply, excluded=top["product_id"], filters=filters))
+        pants = next((r for r in rows if r["category"] == "pants"), rows[-1])
+        b64 = base64.b64encode((SAMPLE_DIR / pants["image"]).read_bytes()).decode()
+        status, reply = http_search(http, {"request_id": "look-photo", "kind": "complete_look", "image": {"b64": b64},
+                                           "k": 3})
+        title = f"complete the look of a {pants['category']} photo over HTTP ({status})"
+        _show_look(title, reply)
+        record(title, judge_look(status, reply))
         status, reply = http_search(http, {"request_id": "bad", "kind": "text", "k": 5})
         print(f"\na bad query gets an error reply ({status}): {reply.get('error')}")
         record("a bad query (no text) over HTTP", judge_reply(status, reply, "text", error_code="invalid_request"))
