@@ -3,6 +3,7 @@
   worker {ingest,index,query}  one worker process (settings from VITRINE_* variables)
   up                           the embedded stack (tansu, Milvus Lite, the three workers) until Ctrl-C
   demo                         up + publish the bundled sample + queries + figures
+  look-example                 the README's complete-the-look figure on the bundled sample
   train, eval                  train the heads on the shared data; evaluate on its held-out split
   bench                        benchmarks that print figures (ingest, query, consume, gpu)
   chaos, soak                  crashes, outages and hostile inputs judged by the oracle; a long run
@@ -27,7 +28,7 @@ COMMAND_MODULES = ("workers.cli", "vitrine_tools.devstack.cli", "vitrine_tools.t
                    "vitrine_tools.training.eval_cli", "vitrine_tools.bench.cli", "vitrine_tools.chaos.cli",
                    "vitrine_tools.openapi_cli", "vitrine_tools.schema_cli", "vitrine_tools.publish_cli",
                    "vitrine_tools.topics_cli", "vitrine_tools.dlq_cli",
-                   "vitrine_tools.reindex_cli")
+                   "vitrine_tools.reindex_cli", "vitrine_tools.devstack.look_example")
 
 
 def main(argv: list[str] | None = None) -> None:
