@@ -81,3 +81,21 @@ def test_bench_query_compares_index_types(tmp_path: Path) -> None:
     signs = report["sizes"]["2000"]["sign_bits_exact"]
     assert 0.0 <= signs["unfiltered"]["hamming_recall_at_10"] <= 1.0
     assert plot_path.stat().st_size > 10_000
+
+
+def test_bench_look_times_complete_look_against_similar(tmp_path: Path) -> None:
+    """``vitrine bench look`` at toy size: complete_look and similar answered pair by pair through the
+    real QueryService on Milvus Lite, the default categories searched, p50 <= p99 for both."""
+    report_path = tmp_path / "look.json"
+    argv = ["bench", "look", "--items", "3000", "--queries", "20", "--k", "5", "--json", str(report_path)]
+    run = subprocess.run([sys.executable, "-c", "from vitrine_tools.cli import main; main()", *argv],
+                         capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    assert report["items"] == 3000 and report["style_dim"] == 128 and report["model"].startswith("style-compat@")
+    for label in ("unfiltered", "filtered"):
+        stats = report[label]
+        for kind in ("complete_look", "one_search", "similar"):
+            assert 0 < stats[kind]["p50_ms"] <= stats[kind]["p99_ms"], stats
+        assert stats["categories_per_look_mean"] >= 2 and 0 < stats["results_per_category_mean"] <= 5
+        assert math.isfinite(stats["p99_ratio_look_over_similar"]) and stats["one_search"]["p50_ms"] > 0

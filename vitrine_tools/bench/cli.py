@@ -1,4 +1,4 @@
-"""``vitrine bench ingest|query``: benchmarks that print figures and write JSON + PNG reports."""
+"""``vitrine bench ingest|query|text|images|reindex|look``: benchmarks that print figures and write JSON (+ PNG) reports."""
 
 from __future__ import annotations
 
@@ -67,6 +67,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     im.add_argument("--milvus-uri", help="a running Milvus (default: start a Milvus Lite server)")
     im.add_argument("--json", default="bench-images.json")
     im.set_defaults(func=_images)
+    lk = which.add_parser("look", help="complete_look latency at scale against a similar query, same run")
+    lk.add_argument("--milvus-uri", default=None, help="a running Milvus 2.4+ (default: start a Milvus Lite server)")
+    lk.add_argument("--items", type=int, default=100_000)
+    lk.add_argument("--queries", type=int, default=200)
+    lk.add_argument("--k", type=int, default=10, help="items per category")
+    lk.add_argument("--style-only", action="store_true",
+                    help="a collection with style_vec as its one vector field: the layout Milvus 2.3.5 can hold")
+    lk.add_argument("--json", default="bench-look.json")
+    lk.set_defaults(func=_look)
     rx = which.add_parser("reindex", help="vitrine reindex build from the feature log: rate, catch-up, canary")
     rx.add_argument("--records", type=int, default=20_000)
     rx.add_argument("--index-type", default="IVF_SQ8", help="the first rebuild's index type")
@@ -211,11 +220,22 @@ def _reindex(args: argparse.Namespace) -> int:
                          str(args.live_rate), "--probes", str(args.probes), "--json", args.json])
 
 
-def _text(args: argparse.Namespace) -> int:
-    from vitrine_tools.bench import text_query
-
+def _on_milvus(args: argparse.Namespace, run: Callable[[str], dict]) -> int:
+    """``run(uri)`` on ``--milvus-uri`` or a Milvus Lite server of its own; the report printed and written."""
     with _milvus(args.milvus_uri) as uri:
-        report = text_query.run(uri, args.items, args.queries)
+        report = run(uri)
     Path(args.json).write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
     return 0
+
+
+def _text(args: argparse.Namespace) -> int:
+    from vitrine_tools.bench import text_query
+
+    return _on_milvus(args, lambda uri: text_query.run(uri, args.items, args.queries))
+
+
+def _look(args: argparse.Namespace) -> int:
+    from vitrine_tools.bench import look
+
+    return _on_milvus(args, lambda uri: look.run(uri, args.items, args.queries, args.k, style_only=args.style_only))
