@@ -72,8 +72,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     lk.add_argument("--items", type=int, default=100_000)
     lk.add_argument("--queries", type=int, default=200)
     lk.add_argument("--k", type=int, default=10, help="items per category")
-    lk.add_argument("--style-only", action="store_true",
-                    help="a collection with style_vec as its one vector field: the layout Milvus 2.3.5 can hold")
     lk.add_argument("--json", default="bench-look.json")
     lk.set_defaults(func=_look)
     rx = which.add_parser("reindex", help="vitrine reindex build from the feature log: rate, catch-up, canary")
@@ -238,4 +236,4 @@ def _text(args: argparse.Namespace) -> int:
 def _look(args: argparse.Namespace) -> int:
     from vitrine_tools.bench import look
 
-    return _on_milvus(args, lambda uri: look.run(uri, args.items, args.queries, args.k, style_only=args.style_only))
+    return _on_milvus(args, lambda uri: look.run(uri, args.items, args.queries, args.k))
