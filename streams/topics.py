@@ -30,6 +30,14 @@ that a collection has exactly one group of writers and a rebuild is a new group 
 tansu (the demo broker) has no compaction: it accepts the topics and keeps everything, so the demo
 loses nothing but disk; a rebuild there replays the whole history instead of the newest per product
 (the version guard makes the outcome the same).
+
+**Partitions and replication are the deployment's** (``VITRINE_PARTITIONS``, ``VITRINE_REPLICATION_FACTOR``,
+``VITRINE_DLQ_PARTITIONS``): every topic gets the replication factor, every topic but the DLQ the
+partition count (the most workers of one kind that share the load), the DLQ its own count. The DLQ
+takes one partition by default: dead letters are rare and nobody consumes them at the event rate, and
+on one partition they keep the one order in which they were refused (``vitrine dlq list``). ``spec(name)`` is the one plan a
+Faust app declares a topic from as well, so a topic a worker creates matches what ``vitrine topics
+ensure`` would have created.
 """
 
 from __future__ import annotations
@@ -71,6 +79,12 @@ class TopicSet:
     partitions: int = 4
     replication: int = 1
     model_key: str = ""
+    dlq_partitions: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("partitions", "replication", "dlq_partitions"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TopicSet.{name} must be at least 1, got {getattr(self, name)}")
 
     def for_model(self, model_key: str) -> TopicSet:
         return replace(self, model_key=model_key)
@@ -116,8 +130,8 @@ class TopicSet:
         specs = [
             TopicSpec(self.events, p, "product_id", "catalogue events (upsert, patch, delete): the source of truth",
                       r, log),
-            TopicSpec(self.dlq, 1, "product_id", "events that cannot be processed, with original bytes, stage, reason",
-                      r, {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS), **durable}),
+            TopicSpec(self.dlq, self.dlq_partitions, "product_id",
+                      "events that cannot be processed, with original bytes, stage, reason", r, {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS), **durable}),
             TopicSpec(self.requests, p, "request_id", "search requests", r,
                       {"cleanup.policy": "delete", "retention.ms": str(3600 * 1000)}),
             TopicSpec(self.responses, p, "request_id", "search replies, matched to requests by request_id", r,
@@ -127,3 +141,10 @@ class TopicSet:
             specs.insert(2, TopicSpec(self.enriched, p, "product_id",
                                       "one model's features, attributes and model version, ready for the index", r, log))
         return specs
+
+    def spec(self, name: str) -> TopicSpec:
+        """The planned spec of topic ``name`` (one of ``specs()``); ``KeyError`` for another name."""
+        for s in self.specs():
+            if s.name == name:
+                return s
+        raise KeyError(f"{name!r} is no topic of {self.prefix!r} (model key {self.model_key!r})")

@@ -101,10 +101,14 @@ class Settings(BaseSettings):
     kafka_password: SecretStr | None = Field(None, description="SASL password (never printed)")
     kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signs the brokers' certificates (SSL, SASL_SSL)")
     topic_prefix: str = Field("vitrine", description="topic names are <prefix>.catalog.events, ...")
-    partitions: int = Field(4, ge=1, description="partitions of each topic created by vitrine")
+    partitions: int = Field(
+        4, ge=1, description="partitions of each topic created by vitrine but the DLQ: the most workers of one "
+        "kind that share the load")
+    dlq_partitions: int = Field(
+        1, ge=1, description="partitions of the DLQ topic (catalog.dlq): one keeps the dead letters in one order")
     replication_factor: int = Field(
-        1, ge=1, description="replicas of each topic created by vitrine (3 on a production cluster: "
-        "min.insync.replicas is then 2)")
+        1, ge=1, description="replicas of each topic created by vitrine, the DLQ included (3 on a production "
+        "cluster: min.insync.replicas is then 2)")
     session_timeout_s: float = Field(10.0, description="consumer group session timeout")
     commit_interval_s: float = Field(0.5, description="ingest and index: how often acknowledged offsets are committed")
     kafka_wait_s: float = Field(
@@ -234,7 +238,8 @@ class Settings(BaseSettings):
 
     @property
     def topics(self) -> TopicSet:
-        return TopicSet(self.topic_prefix, self.partitions, self.replication_factor)
+        return TopicSet(self.topic_prefix, self.partitions, self.replication_factor,
+                        dlq_partitions=self.dlq_partitions)
 
     def kafka_options(self) -> dict[str, Any]:
         """kafka-python keyword arguments for security (nothing for PLAINTEXT)."""

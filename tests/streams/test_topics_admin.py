@@ -4,6 +4,7 @@ not changed by a starting worker, and configs set and partitions grown by ``vitr
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -44,11 +45,22 @@ def test_drift_is_reported_by_a_worker_and_fixed_by_ensure(kafka: Any) -> None:
     topics = TopicSet(f"d{uuid.uuid4().hex[:6]}", 2).for_model("0123456789")
     ensure_topics(kafka.address, topics)
     admin = _admin(kafka.address, None, 30)
+    deadline = time.monotonic() + 30
     try:  # someone turned compaction off on the catalogue topic
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topics.events,
-                                            configs={"cleanup.policy": "delete"})])
+        while True:
+            try:  # kafka-python checks the config against a describe first: the new topic's may lag behind
+                admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topics.events,
+                                                    configs={"cleanup.policy": "delete"})])
+                break
+            except ValueError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         admin.close()
+    while _describe(kafka.address, topics)[topics.events]["configs"]["cleanup.policy"] != "delete":
+        assert time.monotonic() < deadline, "the altered config never showed in a describe"
+        time.sleep(0.2)
     wider = TopicSet(topics.prefix, 3).for_model(topics.model_key)
     worker = ensure_topics(kafka.address, wider)  # what a starting worker does: report, change nothing
     assert "cleanup.policy='delete', spec 'compact'" in worker.drift[topics.events]

@@ -44,3 +44,36 @@ def test_no_root_is_needed_while_file_uris_are_disabled(env: pytest.MonkeyPatch)
 def test_settings_built_in_code_are_checked_too(env: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="VITRINE_FETCH_FILE_ROOT"):
         Settings(fetch_allow_file=True, fetch_file_root=None)
+
+
+def test_partitions_dlq_partitions_and_replication_reach_every_topic_spec(env: pytest.MonkeyPatch) -> None:
+    env.setenv("VITRINE_PARTITIONS", "12")
+    env.setenv("VITRINE_DLQ_PARTITIONS", "3")
+    env.setenv("VITRINE_REPLICATION_FACTOR", "2")
+    topics = load_settings().topics.for_model("0123456789")
+    specs = {s.name: (s.partitions, s.replication) for s in topics.specs()}
+    assert specs.pop(topics.dlq) == (3, 2)
+    assert set(specs.values()) == {(12, 2)}
+
+
+def test_the_dlq_keeps_one_partition_unless_set(env: pytest.MonkeyPatch) -> None:
+    env.setenv("VITRINE_PARTITIONS", "12")
+    s = load_settings()
+    assert s.dlq_partitions == 1 and s.topics.spec(s.topics.dlq).partitions == 1
+
+
+def test_a_dlq_without_partitions_is_refused_naming_the_variable(env: pytest.MonkeyPatch) -> None:
+    env.setenv("VITRINE_DLQ_PARTITIONS", "0")
+    with pytest.raises(SettingsError, match="VITRINE_DLQ_PARTITIONS"):
+        load_settings()
+
+
+def test_faust_declares_topics_with_the_settings_replication(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Faust's own default replication is 1: a topic a worker declares must get the setting's."""
+    from workers.runtime.app import worker_app
+
+    env.setenv("VITRINE_REPLICATION_FACTOR", "3")
+    env.setenv("VITRINE_PARTITIONS", "12")
+    env.setenv("VITRINE_DATA_DIR", str(tmp_path))
+    app = worker_app(load_settings(), "index")
+    assert app.conf.topic_replication_factor == 3 and app.conf.topic_partitions == 12

@@ -43,8 +43,9 @@ def build_query_app(settings: Settings, vision: VisionPipeline, layout: IndexLay
 
     app = worker_app(settings, "query", consume=True)
     topics = settings.topics
-    requests = app.topic(topics.requests, partitions=settings.partitions)
-    responses = app.topic(topics.responses, partitions=settings.partitions)
+    req, resp = topics.spec(topics.requests), topics.spec(topics.responses)  # partitions, replication: settings
+    requests = app.topic(req.name, partitions=req.partitions, replicas=req.replication)
+    responses = app.topic(resp.name, partitions=resp.partitions, replicas=resp.replication)
     index = product_index(settings, layout)
     # a query must not wait out an object-store outage: its transient errors are retried briefly only
     fetcher = ImageFetcher(dataclasses.replace(fetch_policy(settings), retry_budget_s=0.0), s3_client(settings))

@@ -24,7 +24,8 @@ def worker_app(settings: Settings, name: str, *, consume: bool = False) -> Any:
     quiet_client_debug_logs()  # aiokafka's DEBUG records carry the SASL password
     app = make_app(
         f"vitrine-{name}", settings.kafka_bootstrap, web_host=settings.http_host, web_port=settings.http_port,
-        data_dir=settings.data_dir, partitions=settings.partitions, session_timeout_s=settings.session_timeout_s,
+        data_dir=settings.data_dir, partitions=settings.partitions, replication=settings.replication_factor,
+        session_timeout_s=settings.session_timeout_s,
         credentials=credentials(settings), consume=consume,
     )
     ready = {"ok": False}

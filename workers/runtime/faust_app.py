@@ -22,6 +22,7 @@ def make_app(
     web_port: int = 6066,
     data_dir: Path = Path(".vitrine"),
     partitions: int = 4,
+    replication: int = 1,
     session_timeout_s: float = 10.0,
     credentials: Any = None,
     commit_interval_s: float = 0.5,
@@ -29,7 +30,8 @@ def make_app(
 ) -> Any:
     """A Faust app; ``consume=False`` starts no Faust consumer (the app only produces and serves HTTP:
     its worker reads its input with ``streams.source.BatchSource``). Faust's consumer with no agent
-    would fail to subscribe to nothing."""
+    would fail to subscribe to nothing. ``partitions`` and ``replication`` are what Faust declares a
+    topic with when none is given (its own default replication is 1, whatever the cluster)."""
     import faust
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -44,6 +46,7 @@ def make_app(
         web_host=web_host,
         web_port=web_port,
         topic_partitions=partitions,
+        topic_replication_factor=replication,
         topic_allow_declare=True,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
