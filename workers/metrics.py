@@ -29,13 +29,16 @@ GUARD_READ_MISSES = Counter("vitrine_guard_read_misses_total",
 SERVED_COLLECTION = Gauge("vitrine_query_collection", "1 for the collection a query worker serves; live: whether the "
                           "alias points at it", ["collection", "live"])
 RETRIES = Counter("vitrine_retries_total", "Retries of a dependency, by dependency", ["dependency"])
+INDEX_PRODUCTS = Gauge("vitrine_index_products", "Products searchable (not deleted) in the collection an index "
+                       "writer writes, counted after a flush (at most every 30 s)", ["collection"])
 
 
 class _SourceProgress:
     """Reads the ``BatchSource``s' progress at scrape time: each worker exports the lag of the partitions
     it owns (it knows its committed offsets and the log end from its own fetches, so no exporter
-    process and no extra broker calls; a partition nobody owns is exported by nobody, which the
-    ``VitrineWorkerDown`` alert covers). The query worker reads through a Faust agent: no lag here."""
+    process and no extra broker calls). A partition nobody owns, or owned by a stalled worker, is
+    exported by nobody here: ``vitrine_consumer_group_lag`` (below, from the topic's writer) covers it.
+    The query worker reads through a Faust agent: no lag here."""
 
     def __init__(self) -> None:
         self.sources: dict[int, tuple[Any, str]] = {}
@@ -83,3 +86,30 @@ class _TextCache:
 def watch_text_cache(embedder: Any, registry: CollectorRegistry = REGISTRY) -> None:
     """Export ``vitrine_text_cache_lookups_total{result}`` and ``vitrine_text_cache_entries`` for ``embedder``."""
     registry.register(_TextCache(embedder))
+
+
+class _GroupLag:
+    """Reads ``workers.runtime.group_lag.GroupLagProbe``s at scrape time: the broker's view of the lag of
+    the groups that read a topic this worker writes (the ingest worker: its model's index groups), so a
+    reader that is down or stalled still has its backlog exported by someone."""
+
+    def __init__(self) -> None:
+        self.probes: dict[int, Any] = {}
+
+    def collect(self) -> Any:
+        lag = GaugeMetricFamily("vitrine_consumer_group_lag", "Records past a consumer group's committed offsets "
+                                "on a topic, as the broker sees them (log end minus committed, summed over "
+                                "partitions), exported by the topic's writer", labels=["group", "topic"])
+        for probe in list(self.probes.values()):
+            for group, value in sorted(probe.lag().items()):
+                lag.add_metric([group, probe.topic], value)
+        yield lag
+
+
+_GROUP_LAG = _GroupLag()
+REGISTRY.register(_GROUP_LAG)
+
+
+def watch_group_lag(probe: Any) -> None:
+    """Export ``vitrine_consumer_group_lag{group, topic}`` from ``probe`` (a ``GroupLagProbe``) from now on."""
+    _GROUP_LAG.probes[id(probe)] = probe

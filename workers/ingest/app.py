@@ -16,18 +16,23 @@ from typing import Any
 
 from streams.codecs import IndexRecord, encode_record
 from streams.source import Record
-from streams.topics import ingest_group
+from streams.topics import index_group, ingest_group
 from workers import metrics as m
 from workers.dlq import DeadLetterWatch, dead_letter_record
 from workers.fetch import ImageFetcher
 from workers.ingest.pipeline import IngestPipeline, RecentDeletes, Work, triage
+from workers.metrics import watch_group_lag
 from workers.runtime.app import worker_app
+from workers.runtime.group_lag import GroupLagProbe, run_probe
 from workers.runtime.reading import batch_source, exit_tempfail, read_topic
 from workers.runtime.wiring import fetch_policy, layout_for, s3_client
 from workers.settings import Settings
 from workers.vision.pipeline import VisionPipeline
 
 __all__ = ["IngestOutput", "build_ingest_app"]
+
+#: How often the index groups' lag is read from the broker (a Prometheus scrape interval).
+_GROUP_LAG_EVERY_S = 5.0
 
 
 class IngestOutput:
@@ -70,9 +75,11 @@ class IngestOutput:
 
 def build_ingest_app(settings: Settings, vision: VisionPipeline) -> Any:
     app = worker_app(settings, "ingest")
-    key = layout_for(settings, vision).model_key
+    layout = layout_for(settings, vision)
+    key = layout.model_key
     topics = settings.topics.for_model(key)  # this model's feature log (streams.topics)
-    app.topic(topics.dlq, partitions=1)
+    dlq_spec = topics.spec(topics.dlq)  # partitions and replication from the settings (streams.topics)
+    app.topic(dlq_spec.name, partitions=dlq_spec.partitions, replicas=dlq_spec.replication)
     deletes = RecentDeletes(settings.ingest_deletes_remembered)
     fetcher = ImageFetcher(fetch_policy(settings), s3_client(settings))
     output = IngestOutput(None, topics.enriched, topics.dlq)
@@ -89,6 +96,15 @@ def build_ingest_app(settings: Settings, vision: VisionPipeline) -> Any:
         await pipeline.put(work)  # invalid and superseded too: acknowledged in offset order
 
     source = batch_source(settings, topics.events, ingest_group(key), handle)
+    # the index groups of this model (one per collection, ``<alias>_<model key>_...``) read what this worker
+    # writes: their lag is exported from here too, so an index worker that is down or stalled is still seen
+    downstream = GroupLagProbe(settings.kafka_bootstrap, topics.enriched, index_group(f"{layout.alias}_{key}_"),
+                               **settings.kafka_options())
+    watch_group_lag(downstream)
+
+    @app.task
+    async def export_downstream_lag() -> None:
+        await run_probe(downstream, _GROUP_LAG_EVERY_S)
 
     @app.task
     async def run_pipeline() -> None:
