@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test unit up install kafka-jars minio prometheus clean chaos soak lock
+.PHONY: demo test unit up install kafka-jars minio prometheus compose k8s-tools clean chaos soak lock
 
 # Installs from constraints.txt (exact versions), so a new release of a dependency cannot break
 # `make test` unannounced; `make lock` resolves the pyproject.toml ranges afresh and rewrites it.
@@ -38,13 +38,23 @@ prometheus:
 minio:
 	bash infra/minio/build.sh || echo "MinIO not built: S3 tests run against moto's server"
 
+# The real Docker Compose CLI (v5, built from the Go module proxy into .vitrine/bin):
+# tests/ops/test_compose_config.py checks docker-compose.yml with `docker-compose config` (no engine).
+compose:
+	bash infra/compose/build.sh
+
+# kustomize and kubeconform (Go module proxy), the Kubernetes and CRD schemas (PyPI, Go modules, Maven
+# Central) into .vitrine/k8s: tests/ops/test_k8s_manifests.py renders infra/k8s and validates it offline.
+k8s-tools: install
+	bash infra/k8s/install-tools.sh
+
 demo: install
 	$(VENV)/bin/vitrine demo
 
 up: install
 	$(VENV)/bin/vitrine up
 
-test: install kafka-jars minio prometheus
+test: install kafka-jars minio prometheus compose k8s-tools
 	$(PY) -m pytest -q
 
 # Crashes, outages and hostile inputs judged by the oracle (the short version runs inside `make test`):
@@ -59,7 +69,7 @@ SOAK_MINUTES ?= 30
 soak: install kafka-jars minio
 	$(VENV)/bin/vitrine soak --data-dir .vitrine/soak --minutes $(SOAK_MINUTES) --json .vitrine/soak.json
 
-unit: install prometheus
+unit: install prometheus compose k8s-tools
 	$(PY) -m pytest -q -m "not integration"
 
 clean:
