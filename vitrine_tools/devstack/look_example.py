@@ -41,10 +41,11 @@ def _embed(rows: list[dict[str, str]], sample_dir: Path, batch: int = 16) -> tup
     return vision, np.concatenate(vecs), cats
 
 
-def run(query: str, categories: list[str], k: int = 4) -> dict[str, Any]:
+def run(query: str, categories: list[str], k: int = 4, limit: int = 0) -> dict[str, Any]:
+    """``limit``: only the first ``limit`` sample products (their shuffled order, every category early)."""
     from vitrine_tools.devstack.demo import SAMPLE_DIR, load_sample
 
-    rows = load_sample()
+    rows = load_sample(limit)
     by_id = {r["product_id"]: i for i, r in enumerate(rows)}
     if query in by_id:
         qi = by_id[query]
@@ -104,7 +105,7 @@ def plot(result: dict[str, Any], out: Path) -> None:
 
 
 def cmd_look_example(a: argparse.Namespace) -> int:
-    result = run(a.query, [c for c in a.categories.split(",") if c], a.k)
+    result = run(a.query, [c for c in a.categories.split(",") if c], a.k, a.limit)
     plot(result, Path(a.out))
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=1))
@@ -119,6 +120,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--query", default="top", help="a sample product id, or a category (its first product)")
     p.add_argument("--categories", default="", help="comma list of categories (default: the learnt complements)")
     p.add_argument("--k", type=int, default=4, help="items per category")
+    p.add_argument("--limit", type=int, default=0, help="only the first N sample products (0 = all 264)")
     p.add_argument("--out", default="docs/look/look-example.png")
     p.add_argument("--json", default="docs/look/look-example.json")
     p.set_defaults(func=cmd_look_example)
