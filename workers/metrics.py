@@ -1,7 +1,9 @@
 """Prometheus metrics of every worker (conventional names, ``vitrine_`` prefix, base units).
 
 Counters end in ``_total``; durations are histograms in seconds. Index freshness is measured from
-the event's ``occurred_at`` to the moment Milvus acknowledged the write (``vitrine_index_freshness_seconds``).
+the event's ``occurred_at`` to the moment Milvus acknowledged the write (``vitrine_index_freshness_seconds``);
+searchable freshness from the same ``occurred_at`` to the first read, as the query worker reads, that
+shows the write (``vitrine_searchable_freshness_seconds``, sampled by ``workers.index.probe``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ EVENTS_DLQ = Counter("vitrine_events_dlq_total", "Events sent to the dead-letter
 STAGE_SECONDS = Histogram("vitrine_stage_seconds", "Time per pipeline stage and batch", ["stage"], buckets=_LATENCY)
 BATCH_SIZE = Histogram("vitrine_batch_size", "Items per micro-batch", ["stage"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 FRESHNESS = Histogram("vitrine_index_freshness_seconds", "Event time to Milvus acknowledgement", buckets=_FRESHNESS)
+SEARCHABLE_FRESHNESS = Histogram("vitrine_searchable_freshness_seconds", "Event time to the write first seen by "
+                                 "the searchable probe (a read at the query path's consistency), sampled",
+                                 buckets=_FRESHNESS)
+SEARCHABLE_PROBES = Counter("vitrine_searchable_probe_total", "Searchable probes, by outcome: seen, timeout (not "
+                            "visible within the probe's timeout), error (the read failed)", ["outcome"])
 QUERIES = Counter("vitrine_queries_total", "Search requests, by kind, transport and outcome", ["kind", "transport", "outcome"])
 QUERY_SECONDS = Histogram("vitrine_query_seconds", "Search latency by kind", ["kind"], buckets=_LATENCY)
 ERRORS = Counter("vitrine_errors_total", "Unexpected errors, by worker and where", ["worker", "where"])

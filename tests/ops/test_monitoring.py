@@ -8,6 +8,8 @@ the expressions as they are) and the scrape jobs of infra/prometheus/prometheus.
   they resolve;
 - every series that infra/prometheus/alerts_test.yml feeds promtool is named and labelled as the workers
   export it, with DLQ reasons and stages the code emits;
+- the index worker's searchable probe saw a write (``vitrine_searchable_freshness_seconds``), no sooner than
+  Milvus acknowledged it, and none timed out;
 - every PromQL expression of the Grafana dashboard parses, evaluates to series, and reads only metrics the
   workers' ``/metrics`` export; the dashboard shows what an SRE needs (listed in ``DASHBOARD_MUST_SHOW``).
 """
@@ -298,6 +300,8 @@ DASHBOARD_MUST_SHOW = {
     "lag, the broker's view": r"vitrine_consumer_group_lag\b",
     "freshness p50": r"histogram_quantile\(0\.50?,.*vitrine_index_freshness_seconds_bucket",
     "freshness p99": r"histogram_quantile\(0\.99,.*vitrine_index_freshness_seconds_bucket",
+    "searchable freshness p50": r"histogram_quantile\(0\.50?,.*vitrine_searchable_freshness_seconds_bucket",
+    "searchable freshness p99": r"histogram_quantile\(0\.99,.*vitrine_searchable_freshness_seconds_bucket",
     "DLQ by reason": r"sum by \(reason\) \(rate\(vitrine_events_dlq_total",
     "batch size": r"vitrine_batch_size_bucket",
     "model time": r'vitrine_stage_seconds_bucket\{stage="model"\}',
@@ -336,6 +340,32 @@ def test_the_dashboard_reads_what_the_workers_export(monitored: Monitored) -> No
         except AssertionError:
             problems.append(f"{title}: {expr}: no series")
     assert problems == [], "\n".join(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# freshness end to end: the index worker's searchable probe
+
+
+def test_the_searchable_probe_sees_the_writes_after_milvus_acknowledged_them(monitored: Monitored) -> None:
+    mon = monitored
+    idx = '{job="vitrine-index"}'
+    wait_for("a probe that saw its write", lambda: mon.value(
+        f'vitrine_searchable_probe_total{{job="vitrine-index",outcome="seen"}}').get("vitrine-index", 0) >= 1, 30)
+    probes = {r["metric"]["outcome"]: float(r["value"][1]) for r in mon.query(f"vitrine_searchable_probe_total{idx}")}
+    assert probes.keys() == {"seen", "timeout", "error"} and probes["timeout"] == probes["error"] == 0, probes
+    seen = mon.value(f"vitrine_searchable_freshness_seconds_count{idx}")["vitrine-index"]
+    assert seen == probes["seen"]
+    searchable_mean = mon.value(f"vitrine_searchable_freshness_seconds_sum{idx}")["vitrine-index"] / seen
+    # a probed write is seen after its batch was acknowledged, so no sooner than the least acknowledged
+    # freshness: at least the lower edge of the lowest index-freshness bucket that holds an event
+    buckets = sorted((float(r["metric"]["le"]), float(r["value"][1])) for r in
+                     mon.query(f"vitrine_index_freshness_seconds_bucket{idx}"))
+    lowest = next(i for i, (_, n) in enumerate(buckets) if n > 0)
+    floor = buckets[lowest - 1][0] if lowest > 0 else 0.0
+    p50 = {name: mon.value(f"histogram_quantile(0.5, {name}_bucket{idx})").get("vitrine-index")
+           for name in ("vitrine_index_freshness_seconds", "vitrine_searchable_freshness_seconds")}
+    print(f"searchable probes {probes}, searchable mean {searchable_mean:.3f} s, p50 {p50}")
+    assert searchable_mean >= floor, (searchable_mean, buckets)
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ One consumer group per collection (``streams.topics.index_group``): the writers 
 built (``vitrine reindex``) read the feature log from offset 0 while the live collection's keep going,
 and after a swap each collection still has its own writers, so a rollback finds the old one current.
 
+After each acknowledged batch the writer offers one record it wrote to the searchable probe
+(``workers.index.probe``), which measures when the query path first sees it.
+
 Thin wiring: every record goes to the writer as a ``Delivery``; what the writer refuses (a record that
 does not decode, another model version, a patch of an unknown product, ...) is dead-lettered here
 with its reason, and acknowledged only once the DLQ write was acknowledged.
@@ -21,6 +24,7 @@ from streams.topics import index_group
 from workers import metrics as m
 from workers.dlq import DeadLetterWatch, Delivery, dead_letter_record
 from workers.exceptions import DeadLetter
+from workers.index.probe import IndexReader, SearchableProbe
 from workers.index.writer import IndexWriter
 from workers.runtime.app import worker_app
 from workers.runtime.reading import batch_source, exit_tempfail, read_topic
@@ -43,6 +47,8 @@ def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
     index = product_index(settings, layout)
 
     watch = DeadLetterWatch("index")
+    # publish -> searchable, sampled: reads as the query worker reads, on a connection of its own
+    probe = SearchableProbe(IndexReader(lambda: product_index(settings, layout)))
 
     async def dead_letter(item: Delivery, stage: str, reason: str, message: str) -> None:
         watch.dead_lettered(reason)
@@ -54,7 +60,7 @@ def build_index_app(settings: Settings, layout: IndexLayout) -> Any:
                          max_wait_s=settings.index_batch_max_wait_s, flush_rows=settings.flush_rows,
                          flush_interval_s=settings.flush_interval_s,
                          retry_budget_s=settings.index_retry_budget_s, on_give_up=exit_tempfail,
-                         watch=watch)
+                         watch=watch, on_indexed=probe.offer)
 
     async def handle(rec: Record) -> None:
         m.EVENTS_CONSUMED.labels("index", "record").inc()

@@ -77,6 +77,7 @@ class IndexWriter:
         retry_budget_s: float = 300.0,
         on_give_up: Callable[[BaseException], Any] | None = None,
         watch: DeadLetterWatch | None = None,
+        on_indexed: Callable[[IndexRecord], Any] | None = None,
     ) -> None:
         self.index = index
         self._dead_letter = dead_letter
@@ -87,6 +88,7 @@ class IndexWriter:
         self._retry_budget = retry_budget_s
         self._on_give_up = on_give_up
         self._watch = watch  # told of every record written or superseded (dead letters: by the caller)
+        self._on_indexed = on_indexed  # given a batch's last record written, once Milvus acknowledged it
         self._unflushed = 0  # records written since the last flush
         self._flushed_at = time.monotonic()
         self._milvus_lock = asyncio.Lock()  # writes and flushes, one at a time (see the module docstring)
@@ -139,6 +141,7 @@ class IndexWriter:
             m.BATCH_SIZE.labels("index").observe(len(records))
             outcomes = await self._apply_with_retry(records)
             acked_at = time.time()
+            last_indexed: IndexRecord | None = None
             for (item, rec), outcome in zip(records, outcomes, strict=True):
                 if outcome.result == FENCED:
                     left_out.add(id(item))  # not acknowledged: the new owner reads it again
@@ -148,6 +151,7 @@ class IndexWriter:
                 if outcome.result == INDEXED:
                     m.EVENTS_INDEXED.labels(rec.op).inc()
                     m.FRESHNESS.observe(max(acked_at - rec.occurred_at, 0.0))
+                    last_indexed = rec
                 elif outcome.result == SUPERSEDED:
                     m.EVENTS_SUPERSEDED.labels("index").inc()
                 else:
@@ -155,6 +159,8 @@ class IndexWriter:
                                             f"{rec.op} v{rec.version} of {rec.product_id}: {outcome.result}")
             self.written += len(records)
             self._unflushed += len(records)
+            if self._on_indexed is not None and last_indexed is not None:
+                self._on_indexed(last_indexed)  # the searchable probe: samples, never blocks (workers.index.probe)
         for item in batch:
             if id(item) in left_out:
                 continue  # in offset order, never one before another (see workers.ingest.pipeline on Faust's commits)
