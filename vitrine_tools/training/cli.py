@@ -13,7 +13,7 @@ ablation (outfits only, + pseudo-outfits, + both, + consistency alone) is scored
 written from the held-out photos to ``--heldout-dir`` and the best variant there ships
 (``--no-ablation``: only the default recipe). The photos behind ``--holdout-questions`` (default:
 the shared ``queries/fitb_sample``) are held out too. About 5 minutes on 2 cores once the
-features are cached (the first run computes about 12,000 backbone forwards: 15-30 minutes).
+features are cached (the first run computes about 12,000 backbone forwards: 353 s here, shared machine).
 
 Backbone features are cached under ``--cache`` (outside the repository), so a second run only
 refits the heads (about a minute on 2 cores). ``--limit N`` trains on every k-th row (N rows)

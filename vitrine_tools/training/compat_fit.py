@@ -45,6 +45,7 @@ class CompatData:
     views: np.ndarray | None  # (N, V, F) float32 augmented views, or None
     cx: np.ndarray  # (M, F) float32 catalogue pool features
     ccat: np.ndarray  # (M,) int64
+    colour_dim: int = 0  # the last colour_dim columns of every row are garment_colour (0: none)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class FitConfig:
     pseudo: bool = False
     consistency: bool = True
     hist: bool = True  # the colour histogram is an input (next to the pooled features)
+    colour: bool = True  # workers.vision.compat.garment_colour of the crop is an input too (after the histogram)
     dim: int = 128
     pcs: int = 32
     hidden: int = 64
@@ -185,9 +187,10 @@ def _fit(d: CompatData, cfg: FitConfig, classifier: CompatHead | None, progress:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    hist_dim = d.x.shape[1] - 1280
+    tail = d.x.shape[1] - 1280  # histogram (hist_dim) then garment_colour (d.colour_dim)
+    hist_dim = tail - d.colour_dim
     head = CompatHead(dim=cfg.dim, hidden=cfg.hidden, pcs=cfg.pcs, dropout=cfg.dropout, hist_dim=hist_dim,
-                      members=cfg.members, cls_pcs=cfg.cls_pcs)
+                      members=cfg.members, cls_pcs=cfg.cls_pcs, colour_dim=d.colour_dim)
     x, cx = torch.from_numpy(d.x.astype(np.float32)), torch.from_numpy(d.cx.astype(np.float32))
     with torch.no_grad():
         if classifier is not None:
@@ -200,7 +203,7 @@ def _fit(d: CompatData, cfg: FitConfig, classifier: CompatHead | None, progress:
             both = torch.cat([x, cx])
             head.whiten.fit(both[:, :1280])
             head.cls_whiten.fit(both[:, :1280])
-            if hist_dim:
+            if tail:
                 head.hist_mean.copy_(both[:, 1280:].mean(0))
                 head.hist_std.copy_(both[:, 1280:].std(0).clamp_min(1e-3))
         z, zc = head.prepare(x), head.prepare(cx)  # (N, P), (M, P): fixed inputs, P = pcs + hist_dim

@@ -15,6 +15,8 @@ written there exactly as ``vitrine eval fitb`` reads them (same cache entry, sam
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +35,13 @@ from vitrine_tools.training.compat_data import (
     read_questions,
 )
 from vitrine_tools.training.data import GalleryItem, is_heldout, read_gallery
-from vitrine_tools.training.features import FeatureSet, extract
+from vitrine_tools.training.features import FeatureSet, Item, extract
 from workers.vision.backbone import Lite0Backbone
+from workers.vision.compat import COLOUR_DIM, garment_colour
 from workers.vision.taxonomy import GROUPS
 
-__all__ = ["CompatPlan", "CompatSets", "compat_sets", "head_inputs", "make_compat_plan", "question_features"]
+__all__ = ["CompatPlan", "CompatSets", "colour_features", "compat_sets", "head_inputs", "make_compat_plan",
+           "question_features"]
 
 _CAT = {c: i for i, c in enumerate(GROUPS["category"])}
 
@@ -64,6 +68,9 @@ class CompatSets:
     catalog: FeatureSet
     catalog_cat: np.ndarray  # (M,) int64
     pairs: list[tuple[Outfit, Garment]]
+    street_colour: np.ndarray | None = None  # (N, COLOUR_DIM) garment_colour of the same images, or None
+    views_colour: np.ndarray | None = None  # (N * V, COLOUR_DIM)
+    catalog_colour: np.ndarray | None = None  # (M, COLOUR_DIM)
 
 
 def make_compat_plan(data: Path, heldout_dir: Path, *, seed: int = 0, holdout_frac: float = 0.3,
@@ -85,27 +92,58 @@ def make_compat_plan(data: Path, heldout_dir: Path, *, seed: int = 0, holdout_fr
     return CompatPlan(data, seed, holdout_frac, train, held, sorted(behind), pool, qpath, views)
 
 
-def compat_sets(plan: CompatPlan, backbone: Lite0Backbone, cache: Path, progress: bool = True) -> CompatSets:
+def colour_features(name: str, items: Sequence[Item], cache: Path, chunk: int = 256) -> np.ndarray:
+    """(n, COLOUR_DIM) float32 ``garment_colour`` of the items' images, in order; cached under
+    ``cache`` by the items' keys (no backbone: about 5 ms an image)."""
+    digest = hashlib.sha1("\n".join([name, f"garment_colour:{COLOUR_DIM}", *(it.key for it in items)]).encode())
+    path = Path(cache) / f"{name}-colour-{digest.hexdigest()[:16]}.npy"
+    if path.is_file():
+        return np.load(path)
+    out = np.zeros((len(items), COLOUR_DIM), np.float32)
+    for lo in range(0, len(items), chunk):
+        out[lo : lo + chunk] = garment_colour([it.make()[0] for it in items[lo : lo + chunk]])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, out)
+    tmp.replace(path)
+    return out
+
+
+def compat_sets(plan: CompatPlan, backbone: Lite0Backbone, cache: Path, progress: bool = True,
+                colour: bool = False) -> CompatSets:
+    """``colour``: also ``garment_colour`` of every image (``street_colour`` ...)."""
     pairs = [(o, g) for o in plan.train for g in o.garments]
-    street = extract("compat-cutouts", cutout_items(pairs), backbone, cache, progress=progress)
-    views = (extract("compat-cutout-views", cutout_items(pairs, plan.views, plan.seed), backbone, cache,
-                     progress=progress) if plan.views else None)
-    catalog = extract("compat-catalog", sets.whole([g.path for g in plan.pool]), backbone, cache, progress=progress)
+    street_items, view_items = cutout_items(pairs), cutout_items(pairs, plan.views, plan.seed)
+    catalog_items = sets.whole([g.path for g in plan.pool])
+    street = extract("compat-cutouts", street_items, backbone, cache, progress=progress)
+    views = (extract("compat-cutout-views", view_items, backbone, cache, progress=progress) if plan.views else None)
+    catalog = extract("compat-catalog", catalog_items, backbone, cache, progress=progress)
     pos = {o.photo: i for i, o in enumerate(plan.train)}
-    return CompatSets(street, np.array([_CAT[g.category] for _, g in pairs], np.int64),
-                      np.array([pos[o.photo] for o, _ in pairs], np.int64), views, catalog,
-                      np.array([_CAT[g.category] for g in plan.pool], np.int64), pairs)
+    cs = CompatSets(street, np.array([_CAT[g.category] for _, g in pairs], np.int64),
+                    np.array([pos[o.photo] for o, _ in pairs], np.int64), views, catalog,
+                    np.array([_CAT[g.category] for g in plan.pool], np.int64), pairs)
+    if colour:
+        cs.street_colour = colour_features("compat-cutouts", street_items, cache)
+        cs.views_colour = colour_features("compat-cutout-views", view_items, cache) if plan.views else None
+        cs.catalog_colour = colour_features("compat-catalog", catalog_items, cache)
+    return cs
 
 
-def head_inputs(fs: FeatureSet, hist: bool) -> np.ndarray:
+def head_inputs(fs: FeatureSet, hist: bool, colour: np.ndarray | None = None) -> np.ndarray:
     """The compatibility head's input rows: pooled (N, 1280), then the colour histogram (N, 64)
-    when ``hist`` (the ``ColourHistogramEmbedder`` vector of the same image), float32."""
-    return (np.concatenate([fs.pooled, fs.hist], axis=1) if hist else fs.pooled).astype(np.float32)
+    when ``hist`` (the ``ColourHistogramEmbedder`` vector of the same image), then ``colour``
+    (N, COLOUR_DIM: ``garment_colour`` of the same image) when given, float32."""
+    parts = [fs.pooled, fs.hist] if hist else [fs.pooled]
+    if colour is not None:
+        parts.append(colour)
+    return np.concatenate(parts, axis=1).astype(np.float32)
 
 
 def question_features(questions: list[Question], backbone: Lite0Backbone, cache: Path, hist: bool = True,
-                      progress: bool = True) -> tuple[dict[Path, int], np.ndarray]:
-    """Features of every item image of ``questions``: ({path: row}, (n, 1280 [+ 64]) float32)."""
+                      progress: bool = True, colour: bool = False) -> tuple[dict[Path, int], np.ndarray]:
+    """Features of every item image of ``questions``: ({path: row}, (n, 1280 [+ 64] [+ COLOUR_DIM]) float32)."""
     paths = sorted({p for q in questions for p in (*q.outfit, *q.candidates)})
-    fs = extract("fitb-items", sets.whole(paths), backbone, cache, progress=progress)
-    return {p: i for i, p in enumerate(paths)}, head_inputs(fs, hist)
+    items = sets.whole(paths)
+    fs = extract("fitb-items", items, backbone, cache, progress=progress)
+    col = colour_features("fitb-items", items, cache) if colour else None
+    return {p: i for i, p in enumerate(paths)}, head_inputs(fs, hist, col)

@@ -37,7 +37,7 @@ from vitrine_tools.training.compat_fit import CompatData, FitConfig, fit_compat
 from vitrine_tools.training.compat_plan import compat_sets, head_inputs, make_compat_plan, question_features
 from vitrine_tools.training.fitb import fitb_report, score_questions
 from workers.vision.backbone import Lite0Backbone
-from workers.vision.compat import COMPAT_FILE, CompatHead, save_compat
+from workers.vision.compat import COLOUR_DIM, COMPAT_FILE, CompatHead, save_compat
 from workers.vision.taxonomy import GROUPS
 
 __all__ = ["COMPLEMENT_MIN", "VARIANTS", "complement_map", "run_compat_training"]
@@ -93,19 +93,21 @@ def run_compat_training(data: Path, out: Path, cache: Path, heldout_dir: Path, *
     plan = make_compat_plan(data, heldout_dir, seed=seed, holdout_frac=holdout_frac,
                             holdout_questions=holdout_questions, per_category=per_category, views=views, limit=limit)
     backbone = Lite0Backbone(device, "float32")  # the head learns float32 features on every machine
-    cs = compat_sets(plan, backbone, cache, progress)
-    questions = read_questions(plan.questions)
     cfg = FitConfig(seed=seed) if not limit else FitConfig(seed=seed, epochs=3, pcs=8, hidden=16, cls_pcs=8)
     if epochs is not None:
         cfg = replace(cfg, epochs=epochs)
-    q_index, q_feats = question_features(questions, backbone, cache, hist=cfg.hist, progress=progress)
+    cs = compat_sets(plan, backbone, cache, progress, colour=cfg.colour)
+    questions = read_questions(plan.questions)
+    q_index, q_feats = question_features(questions, backbone, cache, hist=cfg.hist, progress=progress,
+                                         colour=cfg.colour)
     t_feat = time.time() - t0
     n = len(cs.street)
     vx = None
     if cs.views is not None and plan.views:
-        vx = head_inputs(cs.views, cfg.hist).reshape(n, plan.views, -1)
-    d = CompatData(head_inputs(cs.street, cfg.hist), cs.street_cat, cs.street_outfit, vx,
-                   head_inputs(cs.catalog, cfg.hist), cs.catalog_cat)
+        vx = head_inputs(cs.views, cfg.hist, cs.views_colour).reshape(n, plan.views, -1)
+    d = CompatData(head_inputs(cs.street, cfg.hist, cs.street_colour), cs.street_cat, cs.street_outfit, vx,
+                   head_inputs(cs.catalog, cfg.hist, cs.catalog_colour), cs.catalog_cat,
+                   COLOUR_DIM if cfg.colour else 0)
     t = time.time()
     base = _as_stored(fit_compat(d, cfg.variant(False, False), progress=progress, desc="compat classifier+outfits"))
     table: dict[str, Any] = {}
@@ -136,8 +138,10 @@ def run_compat_training(data: Path, out: Path, cache: Path, heldout_dir: Path, *
     record = {
         "name": head.name, "version": version, "file": COMPAT_FILE, "dim": head.config["dim"],
         "feature_dim": head.feature_dim,
-        "input": "features = [Lite0Backbone Features.pooled (1280, float32) | ColourHistogramEmbedder vector (64)] "
-                 "of the garment image (hist only when hist_dim = 64), + its coarse category",
+        "input": "features = [Lite0Backbone Features.pooled (1280, float32) | ColourHistogramEmbedder vector (64) | "
+                 f"workers.vision.compat.garment_colour ({COLOUR_DIM})] of the garment image (hist only when "
+                 "hist_dim = 64, garment_colour only when config colour_dim is set: CompatHead.style_inputs(pooled, "
+                 "hist, crops)), + its coarse category",
         "conditioning": "type-aware: compat = <w[ca,cb] * f(a), f(b)>, w = softplus(mask logits) normalised to "
                         "mean 1 per member block, one per unordered category pair; query_vector = w[ca,cb] * f(a)",
         "members": head.config["members"],

@@ -128,7 +128,7 @@ def cmd_fitb(a: argparse.Namespace) -> int:
     head = load_compat(Path(a.weights), device)
     # float32 features, as the head was trained on (the cache of `vitrine train compat` is reused)
     index, feats = question_features(questions, Lite0Backbone(device, "float32"), Path(a.cache),
-                                     hist=bool(head.config["hist_dim"]))
+                                     hist=bool(head.config["hist_dim"]), colour=bool(head.colour_dim))
     scores = score_questions(questions, index, feats, head, a.seed)
     result: dict[str, Any] = {m: fitb_report(questions, scores[m]) for m in METHODS}
     result.update({"n_questions": len(questions), "questions": str(path), "model": f"{head.name}@{head.version}",

@@ -76,9 +76,10 @@ class StyleEmbedder:
 
         return CATEGORIES
 
-    def inputs(self, pooled: np.ndarray, hist: np.ndarray) -> np.ndarray:
-        """(n, 1280) pooled features and (n, 64) colour histograms -> the head's (n, F) input rows."""
-        return self.head.style_inputs(pooled, hist)
+    def inputs(self, pooled: np.ndarray, hist: np.ndarray, crops: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """(n, 1280) pooled features and (n, 64) colour histograms (+ the n garment crops they came
+        from, which a head with ``colour_dim`` reads: ``garment_colour``) -> the head's (n, F) input rows."""
+        return self.head.style_inputs(pooled, hist, crops)
 
     def embed(self, inputs: np.ndarray, categories: Sequence[str]) -> np.ndarray:
         """(n, F) input rows and their coarse categories -> (n, dim) float32 unit style vectors."""

@@ -93,7 +93,7 @@ class TrainedVisionPipeline(VisionPipeline):
             pooled[torch.tensor(small)] = crop_feats.pooled
         colour_vecs = self.colour.embed(crops)  # (N, 64) float32, also the tagger's colour input
         vecs = shared.embed_pooled(pooled)  # (N, 256) float32
-        style_inputs = None if self.style is None else self.style.inputs(pooled.float().cpu().numpy(), colour_vecs)
+        style_inputs = None if self.style is None else self.style.inputs(pooled.float().cpu().numpy(), colour_vecs, crops)
         probs = shared.tag_probs(pooled, colour_vecs)
         out = []
         for i in range(len(images)):
@@ -131,6 +131,6 @@ class TrainedVisionPipeline(VisionPipeline):
             chosen = [Region((0, 0, image.shape[1], image.shape[0]), category, 0.0)]
         crops = [crop_region(image, r.box) for r in chosen]
         crop_feats, _ = shared.backbone.features(crops)
-        inputs = style.inputs(crop_feats.pooled.float().cpu().numpy(), self.colour.embed(crops))
+        inputs = style.inputs(crop_feats.pooled.float().cpu().numpy(), self.colour.embed(crops), crops)
         vecs = style.embed(inputs, [r.category for r in chosen])
         return [Garment(r, vecs[i]) for i, r in enumerate(chosen)]

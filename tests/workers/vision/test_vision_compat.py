@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from workers.vision.compat import CompatHead, category_ids, load_compat, save_compat
+from workers.vision.compat import COLOUR_DIM, CompatHead, category_ids, garment_colour, load_compat, save_compat
 from workers.vision.taxonomy import GROUPS
 
 WEIGHTS = Path(__file__).resolve().parents[3] / "workers" / "vision" / "weights"
@@ -172,3 +172,39 @@ def test_a_head_with_a_colour_histogram_takes_it_after_the_pooled_features() -> 
     assert not np.allclose(a, h.embed(x2, ["top", "pants", "bag"]))
     with pytest.raises(ValueError):
         h.embed(x[:, :1280], ["top", "pants", "bag"])
+
+
+def test_garment_colour_reads_the_garment_not_the_white_background() -> None:
+    red = np.full((60, 40, 3), 255, np.uint8)
+    red[10:50, 10:30] = (200, 25, 35)  # a red garment cut out onto white
+    small = np.full((200, 300, 3), 255, np.uint8)
+    small[20:180, 100:200] = (200, 25, 35)  # the same colour, another size and margin
+    blue = red.copy()
+    blue[10:50, 10:30] = (35, 95, 200)
+    g = garment_colour([red, small, blue])
+    assert g.shape == (3, COLOUR_DIM) and g.dtype == np.float32 and np.isfinite(g).all()
+    np.testing.assert_allclose(g[0, :3], g[1, :3], atol=0.05)  # mean Lab: background and size do not enter
+    assert g[0, 7:35].argmax() == g[1, 7:35].argmax()  # the same dominant bin of the coarse histogram
+    assert np.abs(g[0] - g[2]).max() > 0.3
+    assert g[0, 1] > 0.4  # mean a* of a red garment, the white not averaged in
+    white = np.full((32, 32, 3), 255, np.uint8)  # all background: every pixel counts
+    assert np.isfinite(garment_colour([white])).all()
+
+
+def test_a_head_with_garment_colour_takes_the_crops_and_round_trips(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    h = CompatHead(dim=8, hidden=16, pcs=8, hist_dim=64, cls_pcs=8, colour_dim=COLOUR_DIM)
+    assert h.feature_dim == 1344 + COLOUR_DIM and h.colour_dim == COLOUR_DIM
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, size=(20 + 5 * i, 30, 3), dtype=np.uint8) for i in range(3)]
+    pooled, hist = rng.normal(size=(3, 1280)).astype(np.float32), np.abs(rng.normal(size=(3, 64))).astype(np.float32)
+    x = h.style_inputs(pooled, hist, crops)
+    assert x.shape == (3, h.feature_dim)
+    np.testing.assert_array_equal(x[:, 1344:], garment_colour(crops))
+    with pytest.raises(ValueError):
+        h.style_inputs(pooled, hist)  # the crops are needed
+    save_compat(h, tmp_path / "compat.pt")
+    back = load_compat(tmp_path)
+    assert back.colour_dim == COLOUR_DIM
+    np.testing.assert_allclose(back.embed(x, ["top", "pants", "bag"]), h.embed(x, ["top", "pants", "bag"]), atol=2e-2)
+    assert CompatHead(dim=8, hidden=16, pcs=8, hist_dim=64, cls_pcs=8).colour_dim == 0  # older heads: none
