@@ -350,7 +350,7 @@ def test_the_searchable_probe_sees_the_writes_after_milvus_acknowledged_them(mon
     mon = monitored
     idx = '{job="vitrine-index"}'
     wait_for("a probe that saw its write", lambda: mon.value(
-        f'vitrine_searchable_probe_total{{job="vitrine-index",outcome="seen"}}').get("vitrine-index", 0) >= 1, 30)
+        'vitrine_searchable_probe_total{job="vitrine-index",outcome="seen"}').get("vitrine-index", 0) >= 1, 30)
     probes = {r["metric"]["outcome"]: float(r["value"][1]) for r in mon.query(f"vitrine_searchable_probe_total{idx}")}
     assert probes.keys() == {"seen", "timeout", "error"} and probes["timeout"] == probes["error"] == 0, probes
     seen = mon.value(f"vitrine_searchable_freshness_seconds_count{idx}")["vitrine-index"]

@@ -39,7 +39,7 @@ from indexer.store import ProductIndex
 from streams.codecs import IndexRecord
 from workers import metrics as m
 
-__all__ = ["IndexReader", "SearchableProbe", "PROBE_EVERY_S", "POLL_S", "TIMEOUT_S"]
+__all__ = ["POLL_S", "PROBE_EVERY_S", "TIMEOUT_S", "IndexReader", "SearchableProbe"]
 
 log = logging.getLogger("vitrine.index")
 

@@ -40,9 +40,9 @@ from workers import metrics as m
 from workers.exceptions import DeadLetter, FetchError
 from workers.fetch import ImageFetcher
 from workers.query.fusion import SEARCH_POOL, attribute_boost, category_rerank, prediction_json
+from workers.query.modifier import COLOUR_WEIGHT, NEAR_DUPLICATE, modifier_plan
 from workers.query.page import check_window, count_facets, sort_hits
 from workers.query.parse import parse_query
-from workers.query.modifier import COLOUR_WEIGHT, NEAR_DUPLICATE, modifier_plan
 from workers.query.text import text_plan
 from workers.vision.exceptions import ImageDecodeError, StyleUnavailable
 from workers.vision.fusion import FusionConfig

@@ -15,13 +15,12 @@ import pytest
 from indexer.exceptions import NoStyleVectors
 from indexer.store import ProductIndex, SearchHit
 from streams.schema import Filters
+from tests.workers.query.test_service import StubFetcher
 from workers.query.replies import LookReply
 from workers.query.service import QueryService
 from workers.vision.fakes import fake_pipeline
 from workers.vision.style import StyleEmbedder
 from workers.vision.trained import WEIGHTS_DIR
-
-from tests.workers.query.test_service import StubFetcher
 
 
 def _unit(rng: np.random.Generator, dim: int = 128) -> list[float]:

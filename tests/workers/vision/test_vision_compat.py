@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from workers.vision.compat import COLOUR_DIM, CompatHead, category_ids, garment_colour, load_compat, save_compat
+from workers.vision.compat import (
+    COLOUR_DIM,
+    CompatHead,
+    category_ids,
+    garment_colour,
+    load_compat,
+    save_compat,
+)
 from workers.vision.taxonomy import GROUPS
 
 WEIGHTS = Path(__file__).resolve().parents[3] / "workers" / "vision" / "weights"
