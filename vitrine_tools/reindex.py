@@ -390,6 +390,7 @@ def _probe(client: Any, name: str, ids: Sequence[str], k: int) -> tuple[dict[str
     norms = all_vecs / np.maximum(np.linalg.norm(all_vecs, axis=1, keepdims=True), 1e-12)
     got, lat, hits = {}, [], 0
     probes = [p for p in ids if p in pos]
+    kk = min(k, len(all_ids) - 1)  # a collection of k products or fewer has fewer neighbours than k
     for pid in probes:
         q = norms[pos[pid]]
         t0 = time.perf_counter()
@@ -401,9 +402,9 @@ def _probe(client: Any, name: str, ids: Sequence[str], k: int) -> tuple[dict[str
         got[pid] = top
         scores = norms @ q
         scores[pos[pid]] = -np.inf
-        exact = {all_ids[i] for i in np.argpartition(-scores, k)[:k]}
+        exact = {all_ids[i] for i in np.argpartition(-scores, kk - 1)[:kk]} if kk else set()
         hits += len(exact & set(top))
-    return got, lat, hits / (k * len(probes)) if probes else 0.0
+    return got, lat, hits / (kk * len(probes)) if probes and kk else 0.0
 
 
 def canary(client: Any, alias: str, new: str, *, probes: int = 200, k: int = 10, seed: int = 0,
