@@ -56,6 +56,11 @@ class WritePlan:
     full_rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # product_id -> complete row
     partial_rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # product_id -> changed fields
     outcomes: list[Outcome] = field(default_factory=list)
+    # product_id -> the most images an upsert of this batch had, written or not: an attempt that died
+    # between its image rows and its product row left image rows that the held row does not count, and
+    # a replay that folds that upsert away (a newer delete or a smaller upsert in the same batch) must
+    # still remove them (``ProductIndex._write_images``)
+    images_seen: dict[str, int] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -84,6 +89,8 @@ def plan_writes(
         if reason is not None:
             plan.outcomes.append(Outcome(rec, reason))
             continue
+        if rec.op == "upsert":
+            plan.images_seen[pid] = max(plan.images_seen.get(pid, 1), 1 + len(rec.extra_images or ()))
         now = state.get(pid)
         if now is not None and rec.version <= now.version:
             plan.outcomes.append(Outcome(rec, SUPERSEDED))

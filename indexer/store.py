@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,7 +255,7 @@ class ProductIndex:
                                    self.layout.refusal)
         if self.layout.lexical:
             self._rebuild_search_text(plan.full_rows, plan.partial_rows)
-        self._write_images(plan.full_rows, plan.partial_rows, held)  # before the product rows: see below
+        self._write_images(plan.full_rows, plan.partial_rows, held, plan.images_seen)  # before the product rows
         if plan.full_rows:
             self._call("upsert", self.collection, list(plan.full_rows.values()))
         self._upsert_partial(list(plan.partial_rows.values()))
@@ -269,20 +269,26 @@ class ProductIndex:
             self._call("upsert", self.collection, group, partial_update=True)
 
     def _write_images(self, full_rows: dict[str, dict[str, Any]], partial_rows: dict[str, dict[str, Any]],
-                      held: dict[str, Held]) -> None:
+                      held: dict[str, Held], seen: Mapping[str, int] | None = None) -> None:
         """Bring each written product's image rows (``indexer.schema``) to its new state, before its
         product row is written: an upsert's further images as full rows, the image rows it no longer
         has (fewer images than the version held) deleted, a patch's fields on every image row, a delete's
         image rows deleted. The product row, written after, is what the version guard reads: a crash
         before it leaves the old version there, so the replay redoes all of this (upserts and deletes by
         primary key are idempotent) and no image row outlives its product or mixes two versions for
-        longer than that replay takes."""
+        longer than that replay takes. ``seen`` (``WritePlan.images_seen``): image rows an earlier,
+        interrupted attempt at one of this batch's upserts may have written count as held too."""
+        seen = seen or {}
+
+        def before_of(pid: str) -> int:
+            return max(held[pid].images if pid in held else 1, seen.get(pid, 1))
+
         upserts: list[dict[str, Any]] = []
         partial: list[dict[str, Any]] = []
         gone: list[str] = []
         for pid, row in full_rows.items():
             extra = row.pop(EXTRA_IMAGES, [])
-            before = held[pid].images if pid in held else 1
+            before = before_of(pid)
             if row.get("deleted"):
                 extra = []
                 row["image_count"], row["images"] = 1, []
@@ -291,7 +297,7 @@ class ProductIndex:
         for pid, update in partial_rows.items():
             before = held[pid].images if pid in held else 1
             if update.get("deleted"):
-                gone += [image_row_id(pid, i) for i in range(1, before)]
+                gone += [image_row_id(pid, i) for i in range(1, before_of(pid))]
                 continue
             fields = {k: v for k, v in update.items() if k not in ("product_id", "search_text")}
             partial += [{**fields, "product_id": image_row_id(pid, i)} for i in range(1, before)]

@@ -375,6 +375,8 @@ def _product_vectors(client: Any, name: str, limit: int) -> tuple[list[str], np.
                 vecs.append(r["image_vec"])
     finally:
         it.close()
+    if not ids:  # nothing read (an empty collection, or an iterator that found no rows): no vectors
+        return [], np.zeros((0, 1), np.float32)
     return ids, np.asarray(vecs, dtype=np.float32).reshape(len(ids), -1)
 
 
@@ -390,7 +392,7 @@ def _probe(client: Any, name: str, ids: Sequence[str], k: int) -> tuple[dict[str
     norms = all_vecs / np.maximum(np.linalg.norm(all_vecs, axis=1, keepdims=True), 1e-12)
     got, lat, hits = {}, [], 0
     probes = [p for p in ids if p in pos]
-    kk = min(k, len(all_ids) - 1)  # a collection of k products or fewer has fewer neighbours than k
+    kk = max(0, min(k, len(all_ids) - 1))  # a collection of k products or fewer has fewer neighbours than k
     for pid in probes:
         q = norms[pos[pid]]
         t0 = time.perf_counter()

@@ -100,3 +100,13 @@ def test_any_order_converges_to_newest(evs, rnd):
         assert rows[pid]["deleted"] == (rec.op == "delete")
         if rec.op == "upsert":
             assert rows[pid]["title"] == rec.fields["title"]
+
+
+def test_every_upsert_of_a_batch_counts_its_images_even_when_folded_away():
+    """An attempt that died between its image rows and its product row left image rows the held row
+    does not count: the replayed batch folds that upsert into a newer delete, and must still know them."""
+    extra = tuple((f"s3://b/a-{i}", {"image_vec": np.ones(4, np.float32) / 2}) for i in range(1, 3))
+    three = IndexRecord("upsert", "a", 24, 24.0, {"title": "t", "price": 1.0}, {"image_vec": np.ones(4, np.float32) / 2},
+                        extra_images=extra)
+    p = plan([three, delete("a", 25), up("b", 1)])
+    assert p.full_rows["a"]["deleted"] is True and p.images_seen == {"a": 3, "b": 1}
